@@ -1,0 +1,1 @@
+"""Data preparation: dataset readers, training groups (GIST + Lab), test groups, synthetic data."""

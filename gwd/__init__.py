@@ -1,0 +1,1 @@
+"""Shared pieces of the group-wise deep co-saliency (GWD) reproduction: errors, image I/O."""

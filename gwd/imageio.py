@@ -1,0 +1,103 @@
+"""Reading images and masks the way every part of the project needs them, and atomic writes.
+
+Images come back as uint8 BGR (H, W, 3) whatever is on disk (grayscale, alpha, palette, 16-bit);
+masks as float32 (H, W) in [0, 1] whatever their encoding (1-bit, 0/255, 0/1, palette, JPEG).
+"""
+import os
+import tempfile
+
+import cv2
+import numpy as np
+
+from .errors import UserError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def is_image_file(path):
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _decode(path, flags):
+    # np.fromfile + imdecode: cv2.imread cannot say *why* it failed and mishandles some names.
+    try:
+        buf = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    if buf.size == 0:
+        raise UserError(f"{path}: empty file")
+    img = cv2.imdecode(buf, flags)
+    if img is None:
+        raise UserError(f"{path}: not a readable image (corrupt or unsupported format)")
+    return img
+
+
+def read_image(path):
+    """uint8 BGR (H, W, 3). Grayscale is replicated, alpha dropped, 16-bit scaled down."""
+    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    elif img.shape[2] == 1:
+        img = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
+    return img
+
+
+def read_gray(path):
+    """A saliency map or mask as float32 (H, W) scaled by its dtype's range, in [0, 1].
+    Colour files are converted to gray; 1-bit PNGs decode to 0/255 and so give 0/1."""
+    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    if img.ndim == 3:
+        img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY) if img.shape[2] >= 3 else img[:, :, 0]
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    img = img.astype(np.float32)
+    hi = float(img.max()) if img.size else 0.0
+    return img / hi if hi > 1.0 else img
+
+
+def read_mask(path):
+    """Ground truth in [0, 1] (float32). A mask stored as 0/1 in uint8 is stretched to 0/1, not
+    left at 0..1/255; JPEG masks keep their soft edges (binarise at 0.5 where a metric needs it)."""
+    m = read_gray(path)
+    if m.size and m.max() <= 1.0 / 255.0 + 1e-9 and m.max() > 0:
+        m = m / m.max()
+    return m
+
+
+def atomic_write_bytes(path, data):
+    """Write data to path so that a crash never leaves a half-written file behind."""
+    path = os.fspath(path)
+    d = os.path.dirname(path) or "."
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text):
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_png(path, img):
+    """Atomically write a uint8 image as PNG; float input in [0, 1] is scaled to 0..255."""
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        img = np.clip(np.rint(img.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise RuntimeError(f"cannot encode PNG for {path}")
+    atomic_write_bytes(path, buf.tobytes())

@@ -1,0 +1,124 @@
+"""Loading prototxts and weights into pycaffe safely.
+
+Caffe reports a bad prototxt or mismatched weights with a glog CHECK failure, which kills the
+process. Everything that can go wrong for a user mistake is checked here first, in Python, and
+reported as a one-line UserError naming the file.
+"""
+import os
+
+os.environ.setdefault("GLOG_minloglevel", "2")   # before caffe loads glog: keep its INFO spam off
+
+import caffe  # noqa: E402
+from caffe.proto import caffe_pb2  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
+
+from .errors import UserError  # noqa: E402
+
+PHASES = {"train": caffe.TRAIN, "test": caffe.TEST}
+
+
+def read_prototxt(path, kind=caffe_pb2.NetParameter):
+    """Parse a text prototxt (a NetParameter by default) or raise UserError naming the file."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    msg = kind()
+    try:
+        text_format.Merge(text, msg)
+    except text_format.ParseError as e:
+        raise UserError(f"{path}: not a valid prototxt ({e})") from None
+    return msg
+
+
+def check_net(param, path):
+    """The checks Caffe would otherwise make with a CHECK abort: known layer types, every
+    bottom produced by an earlier layer, Python layers importable."""
+    known = set(caffe.layer_type_list())
+    produced = set()
+    if param.input:
+        produced.update(param.input)
+    if not param.layer:
+        raise UserError(f"{path}: the net has no layers" + (" (old V1 'layers' format is not supported)"
+                                                             if param.layers else ""))
+    for layer in param.layer:
+        if layer.type not in known:
+            raise UserError(f"{path}: layer '{layer.name}' has unknown type '{layer.type}'")
+        for b in layer.bottom:
+            if b not in produced:
+                raise UserError(f"{path}: layer '{layer.name}' takes bottom '{b}', which no earlier layer produces")
+        produced.update(layer.top)
+
+
+def read_weights(path):
+    """Parse a binary .caffemodel into a NetParameter, or raise UserError naming the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: weights file not found")
+    msg = caffe_pb2.NetParameter()
+    try:
+        with open(path, "rb") as f:
+            msg.ParseFromString(f.read())
+    except Exception as e:  # protobuf raises DecodeError and friends
+        raise UserError(f"{path}: not a Caffe weights file ({type(e).__name__})") from None
+    if not msg.layer and not msg.layers:
+        raise UserError(f"{path}: weights file holds no layers")
+    return msg
+
+
+def blob_shape(blob):
+    if blob.HasField("shape"):
+        return tuple(blob.shape.dim)
+    dims = (blob.num, blob.channels, blob.height, blob.width)   # legacy 4-D fields
+    return tuple(d for d in dims)
+
+
+def weight_shapes(weights):
+    """layer name -> list of blob shapes, for both the current and the V1 format."""
+    layers = list(weights.layer) or list(weights.layers)
+    return {layer.name: [blob_shape(b) for b in layer.blobs] for layer in layers if layer.blobs}
+
+
+def check_weights_fit(net, weights, weights_path, require=()):
+    """Every layer the weights share by name with `net` must have the same blob shapes (Caffe
+    aborts otherwise); layers in `require` must be present in the weights."""
+    shapes = weight_shapes(weights)
+    for name in require:
+        if name not in shapes:
+            raise UserError(f"{weights_path}: has no weights for layer '{name}' (weights for another net?)")
+    shared = 0
+    for name, params in net.params.items():
+        if name not in shapes:
+            continue
+        shared += 1
+        want = [tuple(p.data.shape) for p in params]
+        got = shapes[name]
+        if len(got) != len(want) or any(_numel(g) != _numel(w) or (len(g) == len(w) and g != w)
+                                        for g, w in zip(got, want)):
+            raise UserError(f"{weights_path}: layer '{name}' has blob shapes {got}, the net expects {want} "
+                            "(weights for another net?)")
+    if shared == 0:
+        raise UserError(f"{weights_path}: shares no layer name with the net (weights for another net?)")
+
+
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def load_net(prototxt, weights=None, phase="test", require_all=True):
+    """A caffe.Net from `prototxt` (and `weights`), checked first so that a mistake is a
+    UserError and not a Caffe abort. With require_all, every layer that has parameters must be
+    in the weights (a deploy net with half its weights missing would predict garbage)."""
+    prototxt = os.fspath(prototxt)
+    check_net(read_prototxt(prototxt), prototxt)
+    net = caffe.Net(prototxt, PHASES[phase])
+    if weights is not None:
+        w = read_weights(weights)
+        check_weights_fit(net, w, weights, require=list(net.params) if require_all else ())
+        net.copy_from(os.fspath(weights))
+    return net

@@ -1,0 +1,1 @@
+"""Caffe Python layers of the project (named in prototxts as python_layers.<module>)."""

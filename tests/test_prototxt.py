@@ -1,0 +1,151 @@
+"""The paper's network as handwritten prototxts, run by the real pycaffe."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from gwd.netio import caffe, load_net, read_prototxt
+from tests.helpers import he_init, write_toy_groups
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+P = os.path.join(ROOT, "prototxt")
+MODELS = ["gwd", "single", "tiny/gwd", "tiny/single"]
+
+
+def layers_by_name(path):
+    return {layer.name: layer for layer in read_prototxt(path).layer}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_train_and_deploy_agree_layer_by_layer(model):
+    train = read_prototxt(f"{P}/{model}_train.prototxt").layer
+    deploy = read_prototxt(f"{P}/{model}_deploy.prototxt").layer
+    # the same layers in the same order, but the input (Python data layer vs Input) and the loss
+    t_names = [lay.name for lay in train if lay.type not in ("Python", "EuclideanLoss")]
+    d_names = [lay.name for lay in deploy if lay.type != "Input"]
+    assert t_names == d_names
+    t, d = {lay.name: lay for lay in train}, {lay.name: lay for lay in deploy}
+    for name in t_names:
+        assert t[name] == d[name], f"{model}: layer '{name}' differs between train and deploy"
+    assert d["data"].input_param.shape[0].dim == [5, 3] + _hw(t["data"])
+    assert [lay.type for lay in train if lay.name == "loss"] == ["EuclideanLoss"]
+
+
+def _hw(data_layer):
+    p = json.loads(data_layer.python_param.param_str)
+    assert p["group_size"] == 5
+    return [p["height"], p["width"]]
+
+
+@pytest.mark.parametrize("kind", ["gwd", "single"])
+@pytest.mark.parametrize("phase", ["train", "deploy"])
+def test_tiny_variant_has_the_full_models_graph(kind, phase):
+    full = read_prototxt(f"{P}/{kind}_{phase}.prototxt").layer
+    tiny = read_prototxt(f"{P}/tiny/{kind}_{phase}.prototxt").layer
+    graph = lambda layers: [(x.name, x.type, list(x.bottom), list(x.top)) for x in layers]  # noqa: E731
+    assert graph(full) == graph(tiny)
+    # what differs is only the widths (and the input size)
+    widths = lambda layers: [x.convolution_param.num_output for x in layers if x.type == "Convolution"]  # noqa: E731
+    assert all(t < f for t, f in zip(widths(tiny), widths(full)) if f > 1)
+
+
+def test_group_model_blob_shapes():
+    net = load_net(f"{P}/gwd_deploy.prototxt")
+    shapes = {k: tuple(v.data.shape) for k, v in net.blobs.items()}
+    assert shapes["data"] == (5, 3, 128, 256)
+    assert shapes["conv5_3"] == (5, 512, 8, 16)          # s_i: stride 16, no pool5
+    assert shapes["s1"] == (1, 512, 8, 16)
+    assert shapes["s_cat"] == (1, 2560, 8, 16)           # 5 x 512 on channels
+    assert shapes["conv_g3"] == (1, 512, 8, 16)          # X
+    assert shapes["conv_s3"] == (5, 512, 8, 16)          # x_i
+    assert shapes["c1"] == (1, 1024, 8, 16)              # (x_i, X)
+    assert shapes["c"] == (5, 1024, 8, 16)
+    assert shapes["upscore"] == (5, 1, 144, 272)
+    assert shapes["saliency"] == (5, 1, 128, 256)
+    assert net.params["score_co"][0].data.shape == (1, 1024, 3, 3)
+    assert net.params["upscore"][0].data.shape == (1, 1, 32, 32)
+    single = load_net(f"{P}/single_deploy.prototxt")
+    assert single.blobs["saliency"].data.shape == (5, 1, 128, 256)
+    assert single.params["score"][0].data.shape == (1, 512, 3, 3)
+    assert "conv_g1" not in single.params
+
+
+def test_deconvolution_is_bilinear_and_crop_is_aligned():
+    net = load_net(f"{P}/tiny/single_deploy.prototxt")
+    w = net.params["upscore"][0].data[0, 0]
+    f = np.array([1 - abs(i - 15.5) / 16 for i in range(32)])
+    np.testing.assert_allclose(w, np.outer(f, f), atol=1e-6)
+    # a constant score map upsamples to that constant away from the border (where only one
+    # input cell contributes), and the offset-8 crop is centred: the border ramps are symmetric
+    net.blobs["score"].data[...] = 1.0
+    net.forward(start="upscore")
+    out = net.blobs["saliency"].data
+    np.testing.assert_allclose(out[..., 8:-8, 8:-8], 1.0, atol=1e-5)
+    np.testing.assert_allclose(out, out[..., ::-1, ::-1], atol=1e-6)
+    assert out[0, 0, 0, 0] == pytest.approx((1 - 7.5 / 16) ** 2, abs=1e-5)
+
+
+def test_train_forward_backward_reaches_first_layer_and_group_block(tmp_path):
+    lst = write_toy_groups(str(tmp_path), n_groups=2)
+    param = read_prototxt(f"{P}/gwd_train.prototxt")
+    p = json.loads(param.layer[0].python_param.param_str)
+    p.update(group_list=lst, data_root=str(tmp_path), workers=1, prefetch=1)
+    param.layer[0].python_param.param_str = json.dumps(p)
+    path = tmp_path / "train.prototxt"
+    path.write_text(str(param))
+    net = load_net(path, phase="train")
+    he_init(net)
+    for k in net.params:    # keep the loss finite with random weights
+        net.params[k][0].data[...] *= 0.5
+    loss = float(net.forward()["loss"])
+    assert np.isfinite(loss) and loss > 0
+    # EuclideanLoss = sum (y - t)^2 / (2 K)
+    y, t = net.blobs["saliency"].data, net.blobs["label"].data
+    assert loss == pytest.approx(((y - t) ** 2).sum() / 10, rel=1e-4)
+    net.backward()
+    for layer in ("conv1_1", "conv_g1", "conv_s1", "score_co", "upscore"):
+        g = np.abs(net.params[layer][0].diff)
+        assert g.max() > 0, f"no gradient reaches {layer}"
+
+
+def _random_group(seed, h=128, w=256):
+    rng = np.random.RandomState(seed)
+    return rng.uniform(-100, 100, (5, 3, h, w)).astype(np.float32)
+
+
+@pytest.mark.parametrize("model,interacts", [("gwd", True), ("single", False)])
+def test_group_interaction_only_in_group_model(model, interacts):
+    net = load_net(f"{P}/{model}_deploy.prototxt")
+    he_init(net, seed=1)
+    x = _random_group(0)
+    net.blobs["data"].data[...] = x
+    a = net.forward()["saliency"].copy()
+    x[3] = _random_group(5)[3]            # change image 3 only
+    net.blobs["data"].data[...] = x
+    b = net.forward()["saliency"].copy()
+    assert np.abs(a[3] - b[3]).max() > 1e-3
+    change_of_image0 = np.abs(a[0] - b[0]).max() / (np.abs(a[0]).max() + 1e-12)
+    if interacts:
+        assert change_of_image0 > 1e-3
+    else:
+        assert change_of_image0 == 0.0
+
+
+def test_deploy_runs_in_opencv_dnn_with_the_same_output(tmp_path):
+    proto = f"{P}/gwd_deploy.prototxt"
+    net = load_net(proto)
+    he_init(net, seed=2)
+    weights = str(tmp_path / "random.caffemodel")
+    net.save(weights)
+    x = _random_group(3)
+    net.blobs["data"].data[...] = x
+    ref = net.forward()["saliency"].copy()
+    cvnet = cv2.dnn.readNetFromCaffe(proto, weights)
+    cvnet.setInput(x)
+    out = cvnet.forward()
+    assert out.shape == ref.shape == (5, 1, 128, 256)
+    scale = np.abs(ref).max()
+    assert scale > 1e-2                    # a meaningful signal, not all zeros
+    assert np.abs(out - ref).max() <= 1e-4 * max(1.0, scale)
