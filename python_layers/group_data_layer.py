@@ -15,6 +15,8 @@ param_str is a JSON object (never evaluated as Python). Keys:
     seed         seed of that order; the same seed gives the same sequence (default 0)
     prefetch     groups decoded ahead of the solver (default 8)
     workers      decoding threads; OpenCV releases the GIL, so threads run in parallel (default 2)
+    skip         groups of the sequence to pass over at the start, without decoding them: a
+                 resumed run continues the data order where it stopped (default 0)
     cache        keep every decoded, resized image in memory: training lists repeat each image in
                  about K groups, so this cuts decoding work K-fold at 100 KB per image (default false)
 
@@ -40,7 +42,7 @@ from gwd.imageio import read_image, read_mask
 from gwd.preprocess import VGG_MEAN_BGR, image_to_blob, mask_to_blob
 
 DEFAULTS = {"data_root": None, "group_size": 5, "height": 128, "width": 256, "mean": list(VGG_MEAN_BGR),
-            "shuffle": True, "seed": 0, "prefetch": 8, "workers": 2, "cache": False}
+            "shuffle": True, "seed": 0, "skip": 0, "prefetch": 8, "workers": 2, "cache": False}
 REQUIRED = ("group_list",)
 
 
@@ -63,6 +65,8 @@ def parse_params(param_str):
     for k in ("group_size", "height", "width", "prefetch", "workers"):
         if not isinstance(out[k], int) or isinstance(out[k], bool) or out[k] < 1:
             raise UserError(f"GroupDataLayer: '{k}' must be a positive integer, got {out[k]!r}")
+    if not isinstance(out["skip"], int) or isinstance(out["skip"], bool) or out["skip"] < 0:
+        raise UserError(f"GroupDataLayer: 'skip' must be a non-negative integer, got {out['skip']!r}")
     mean = out["mean"]
     if not (isinstance(mean, list) and len(mean) == 3 and all(isinstance(m, (int, float)) for m in mean)):
         raise UserError(f"GroupDataLayer: 'mean' must be a list of 3 numbers (B, G, R), got {mean!r}")
@@ -101,6 +105,8 @@ class GroupLoader:
         self._lock = threading.Lock()
         self.pool = concurrent.futures.ThreadPoolExecutor(params["workers"], thread_name_prefix="gwd-data")
         self.pending = collections.deque()
+        for _ in range(params["skip"]):
+            self._next_group()
         for _ in range(params["prefetch"]):
             self._submit()
 

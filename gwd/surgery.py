@@ -1,0 +1,79 @@
+"""Weight surgery, in the spirit of FCN's surgery.py: start nets from other nets' weights.
+
+- transplant_vgg16: the semantic block (conv1_1 .. conv5_3) from the VGG16 ImageNet caffemodel,
+  matched by layer name, shapes checked (design.md section 2, stage 1).
+- single_to_group: stage 1 (Ours-S) -> stage 2 (group model): every shared layer copied, the
+  collaborative conv's x_i half copied from Ours-S's score conv and its X half set to zero, so
+  the group model starts as exactly the single model and can only add group evidence.
+- bilinear_kernel / init_bilinear: the deconvolution's bilinear interpolation weights.
+"""
+import numpy as np
+
+from .errors import UserError
+from .netio import blob_shape, read_weights
+
+VGG16_CONVS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
+               "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3")
+
+
+def bilinear_kernel(size):
+    """(size, size) bilinear upsampling weights for stride size // 2 (Caffe's bilinear filler)."""
+    factor = (size + 1) // 2
+    centre = factor - 1 if size % 2 == 1 else factor - 0.5
+    f = 1 - np.abs(np.arange(size) - centre) / factor
+    return np.outer(f, f).astype(np.float32)
+
+
+def init_bilinear(net, layer="upscore"):
+    """Set a 1-channel Deconvolution layer to bilinear interpolation."""
+    w = net.params[layer][0].data
+    w[...] = 0
+    k = bilinear_kernel(w.shape[-1])
+    for c in range(min(w.shape[0], w.shape[1])):
+        w[c, c] = k
+
+
+def transplant_vgg16(net, weights_path, layers=VGG16_CONVS):
+    """Copy the VGG16 conv layers into `net` by name. A missing layer or a shape that differs is a
+    UserError naming the layer (Caffe would abort the process)."""
+    src = read_weights(weights_path)
+    blobs = {layer.name: list(layer.blobs) for layer in (list(src.layer) or list(src.layers))}
+    for name in layers:
+        if name not in net.params:
+            raise UserError(f"the net has no layer '{name}' to receive VGG16 weights")
+        if name not in blobs or len(blobs[name]) < 2:
+            raise UserError(f"{weights_path}: no weights and bias for layer '{name}' (not a VGG16 caffemodel?)")
+        for dst, blob, what in zip(net.params[name], blobs[name], ("weights", "bias")):
+            arr = np.asarray(blob.data, dtype=np.float32)
+            if arr.size != dst.data.size:
+                raise UserError(f"{weights_path}: layer '{name}' {what} have shape {blob_shape(blob)}, "
+                                f"the net expects {tuple(dst.data.shape)}")
+            dst.data[...] = arr.reshape(dst.data.shape)
+    return list(layers)
+
+
+def single_to_group(single, group, single_score="score", group_score="score_co"):
+    """Stage 1 -> stage 2. Layers present in both nets with equal shapes are copied; the group
+    block keeps its own (gaussian) initialisation; the collaborative conv gets Ours-S's score
+    weights on the x_i channels and zeros on the X channels. Returns the copied layer names."""
+    copied = []
+    for name, params in single.params.items():
+        if name == single_score:
+            continue
+        if name not in group.params:
+            raise UserError(f"the group model has no layer '{name}' of the single model (another net?)")
+        for s, g in zip(params, group.params[name]):
+            if s.data.shape != g.data.shape:
+                raise UserError(f"layer '{name}': single model {s.data.shape} vs group model {g.data.shape}")
+            g.data[...] = s.data
+        copied.append(name)
+    w_s, b_s = single.params[single_score]
+    w_g, b_g = group.params[group_score]
+    n = w_s.data.shape[1]
+    if w_g.data.shape[1] != 2 * n:
+        raise UserError(f"'{group_score}' takes {w_g.data.shape[1]} channels, expected 2 x {n} (x_i, X)")
+    w_g.data[...] = 0
+    w_g.data[:, :n] = w_s.data      # Concat(x_i, X): x_i comes first
+    b_g.data[...] = b_s.data
+    copied.append(group_score)
+    return copied

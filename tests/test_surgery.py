@@ -1,0 +1,116 @@
+"""Weight surgery: VGG16 transplant by name with shape checks, stage 1 -> stage 2."""
+import os
+
+import numpy as np
+import pytest
+
+from gwd.errors import UserError
+from gwd.netio import caffe_pb2, load_net
+from gwd.surgery import VGG16_CONVS, bilinear_kernel, single_to_group, transplant_vgg16
+from tests.helpers import he_init
+
+P = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prototxt")
+VGG_SHAPES = {"conv1_1": (64, 3), "conv1_2": (64, 64), "conv2_1": (128, 64), "conv2_2": (128, 128),
+              "conv3_1": (256, 128), "conv3_2": (256, 256), "conv3_3": (256, 256),
+              "conv4_1": (512, 256), "conv4_2": (512, 512), "conv4_3": (512, 512),
+              "conv5_1": (512, 512), "conv5_2": (512, 512), "conv5_3": (512, 512)}
+
+
+def write_vgg16_like(path, seed=0, legacy=True, break_layer=None):
+    """A caffemodel with VGG16's layer names and shapes (the real 528 MB file cannot be fetched
+    here), in the old V1 format of the published file, plus an fc layer the net does not have."""
+    rng = np.random.RandomState(seed)
+    net = caffe_pb2.NetParameter(name="VGG_ILSVRC_16_layers")
+    expected = {}
+    for name in VGG16_CONVS + ("fc8",):
+        n_out, n_in = VGG_SHAPES.get(name, (10, 7))
+        k = 3 if name != "fc8" else 1
+        if name == break_layer:
+            n_in += 1
+        layer = net.layers.add() if legacy else net.layer.add()
+        layer.name = name
+        if legacy:
+            layer.type = caffe_pb2.V1LayerParameter.CONVOLUTION
+        else:
+            layer.type = "Convolution"
+        w = rng.randn(n_out, n_in, k, k).astype(np.float32)
+        b = rng.randn(n_out).astype(np.float32)
+        for arr, dims in ((w, w.shape), (b, (1, 1, 1, n_out))):
+            blob = layer.blobs.add()
+            if legacy:
+                blob.num, blob.channels, blob.height, blob.width = dims if arr.ndim == 1 else arr.shape
+            else:
+                blob.shape.dim.extend(arr.shape)
+            blob.data.extend(arr.ravel().tolist())
+        expected[name] = (w, b)
+    with open(path, "wb") as f:
+        f.write(net.SerializeToString())
+    return expected
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_vgg16_transplant_by_name(tmp_path, legacy):
+    path = str(tmp_path / "vgg.caffemodel")
+    expected = write_vgg16_like(path, legacy=legacy)
+    net = load_net(f"{P}/single_deploy.prototxt")
+    before = net.params["conv_s1"][0].data.copy()
+    assert transplant_vgg16(net, path) == list(VGG16_CONVS)
+    for name in VGG16_CONVS:
+        np.testing.assert_array_equal(net.params[name][0].data, expected[name][0])
+        np.testing.assert_array_equal(net.params[name][1].data, expected[name][1])
+    np.testing.assert_array_equal(net.params["conv_s1"][0].data, before)   # not VGG16's: untouched
+
+
+def test_vgg16_shape_mismatch_names_the_layer(tmp_path):
+    path = str(tmp_path / "vgg.caffemodel")
+    write_vgg16_like(path, break_layer="conv3_2")
+    net = load_net(f"{P}/single_deploy.prototxt")
+    with pytest.raises(UserError, match=r"layer 'conv3_2' weights have shape \(256, 257, 3, 3\)"):
+        transplant_vgg16(net, path)
+
+
+def test_not_a_caffemodel(tmp_path):
+    bad = tmp_path / "vgg.caffemodel"
+    bad.write_bytes(b"\x00\x01garbage" * 10)
+    net = load_net(f"{P}/tiny/single_deploy.prototxt")
+    with pytest.raises(UserError, match="vgg.caffemodel"):
+        transplant_vgg16(net, str(bad))
+
+
+def test_bilinear_kernel_matches_caffe_filler():
+    net = load_net(f"{P}/gwd_deploy.prototxt")
+    np.testing.assert_allclose(net.params["upscore"][0].data[0, 0], bilinear_kernel(32), atol=1e-7)
+    k4 = bilinear_kernel(4)
+    np.testing.assert_allclose(k4[0], [0.0625, 0.1875, 0.1875, 0.0625])
+
+
+@pytest.mark.parametrize("tiny", ["", "tiny/"])
+def test_stage2_starts_as_exactly_the_single_model(tiny):
+    single = load_net(f"{P}/{tiny}single_deploy.prototxt")
+    he_init(single, seed=4)
+    group = load_net(f"{P}/{tiny}gwd_deploy.prototxt")
+    he_init(group, seed=5)                     # the group block keeps these (random) weights
+    g_block = group.params["conv_g1"][0].data.copy()
+    copied = single_to_group(single, group)
+    assert "score_co" in copied and "conv1_1" in copied and "conv_g1" not in copied
+    np.testing.assert_array_equal(group.params["conv_g1"][0].data, g_block)
+    n = single.params["score"][0].data.shape[1]
+    assert np.all(group.params["score_co"][0].data[:, n:] == 0)
+    shape = single.blobs["data"].data.shape
+    x = np.random.RandomState(0).uniform(-100, 100, shape).astype(np.float32)
+    single.blobs["data"].data[...] = x
+    group.blobs["data"].data[...] = x
+    a = single.forward()["saliency"]
+    b = group.forward()["saliency"]
+    assert np.abs(a).max() > 1e-2
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
+    # and the group block is live: with a non-zero X half the outputs part ways
+    group.params["score_co"][0].data[:, n:] = 0.01
+    assert np.abs(group.forward()["saliency"] - a).max() > 1e-4
+
+
+def test_single_to_group_rejects_another_net():
+    single = load_net(f"{P}/tiny/single_deploy.prototxt")
+    group = load_net(f"{P}/gwd_deploy.prototxt")          # full-width: shapes differ
+    with pytest.raises(UserError, match="layer 'conv1_1'"):
+        single_to_group(single, group)
