@@ -81,11 +81,13 @@ Readers (`name`: the layout expected under the root you pass)
 
     icoseg      images/<group>/*.jpg            ground_truth/<group>/<stem>.png   (official release)
     icoseg5     as icoseg, 5 images per group (our fixed subset, rule below)
-    msrc        images/<group>/*.bmp|jpg        ground_truth/<group>/<stem>.png   (co-saliency layout)
+    msrc        images/<group>/*.bmp|jpg        ground_truth/<group>/<stem>.png   (co-saliency)
     msrc-raw    the raw MSRC-v2 release: Images/*.bmp, GroundTruth/*_GT.bmp; read from the
                 co-saliency layout that `python -m data_prep msrc-convert` writes to <root>/cosal
-    cosal2015, coca, cosod3k, synthetic
+    cosal2015, coca, cosod3k
                 Image/<group>/*.jpg             GroundTruth/<group>/<stem>.png
+    synthetic   <split>/Image/<group>/*.png     <split>/GroundTruth/<group>/<stem>.png
+                (pass the split folder, <root>/train or <root>/test, as the root)
     coco9213    img/<class>/*.jpg               gt/<class>/<stem>.png
     folder      <root>/<group>/* (a flat folder is one group named after it); no masks
 
@@ -130,7 +132,7 @@ import struct
 import cv2
 import numpy as np
 
-from gwd.imageio import atomic_write_bytes, atomic_write_text, is_image_file, write_png
+from gwd.imageio import atomic_write_bytes, atomic_write_text, is_image_file, read_image, write_png
 
 IMAGE_DIRS = ("images", "image", "img", "imgs")
 MASK_DIRS = ("ground_truth", "groundtruth", "gt", "gts", "binary", "masks", "mask")
@@ -294,14 +296,16 @@ def _find_dir(root, names):
     return next((by_lower[n] for n in names if n in by_lower), None)
 
 
-def _match_masks(masks, stems):
-    """Re-key masks named <stem>_GT (any case) to <stem> when only that matches an image."""
-    out = {}
+def _match_masks(masks, stems, issues):
+    """Re-key masks named <stem>_GT (any case) to <stem> when only that matches an image; an
+    exact stem wins over a _GT name (the loser counts as a duplicate)."""
+    out = {s: v for s, v in masks.items() if s in stems}
     for s, v in masks.items():
-        key = s
-        if s not in stems and s[-3:].lower() == "_gt" and s[:-3] in stems:
-            key = s[:-3]
+        if s in stems:
+            continue
+        key = s[:-3] if s[-3:].lower() == "_gt" and s[:-3] in stems else s
         if key in out:
+            issues[DUPLICATE] += 1
             continue
         out[key] = v
     return out
@@ -314,30 +318,34 @@ def _rel(root, p):
 LAYOUTS = {
     "icoseg": "<root>/images/<group>/<image>.jpg with masks <root>/ground_truth/<group>/<stem>.png",
     "msrc": "<root>/images/<group>/<image> with masks <root>/ground_truth/<group>/<stem>.png",
-    "cosal2015": "<root>/Image/<group>/<image>.jpg with masks <root>/GroundTruth/<group>/<stem>.png",
+    "cosal2015": "<root>/Image/<group>/<image>.jpg with masks "
+                 "<root>/GroundTruth/<group>/<stem>.png",
     "coco9213": "<root>/img/<class>/<image>.jpg with masks <root>/gt/<class>/<stem>.png",
 }
-for _n in ("coca", "cosod3k", "synthetic"):
+for _n in ("coca", "cosod3k"):
     LAYOUTS[_n] = LAYOUTS["cosal2015"]
+LAYOUTS["synthetic"] = ("<root>/Image/<group>/<image>.png with masks "
+                        "<root>/GroundTruth/<group>/<stem>.png, root being a split folder")
 LAYOUTS["icoseg5"] = LAYOUTS["icoseg"]
 
 
-def read_paired(name, root):
+def read_paired(name, root, select=None):
     """A dataset laid out as <image folder>/<group>/<image> and <mask folder>/<group>/<mask>.
 
-    name: the dataset name (for Dataset.name and messages); root: pathlib.Path of the dataset.
-    The image folder is the first of IMAGE_DIRS under root, the mask folder the first of
-    MASK_DIRS; without a mask folder every image is read without mask (counted)."""
+    name: the dataset name (for Dataset.name and messages); root: pathlib.Path of the dataset;
+    select: optional callable(group, items) -> the items to keep (a subset), applied before the
+    masks' quirks are counted so the summary describes what is kept. The image folder is the
+    first of IMAGE_DIRS under root, the mask folder the first of MASK_DIRS; without a mask
+    folder every image is read without mask (counted)."""
     issues = collections.Counter()
+    layout = LAYOUTS.get(name, LAYOUTS["cosal2015"])
     img_dir = _find_dir(root, IMAGE_DIRS)
     if img_dir is None:
         hint = ""
         if name == "synthetic" and any((root / s).is_dir() for s in ("train", "test")):
             hint = f"; this looks like the synthetic root: pass {root / 'test'} or {root / 'train'}"
-        elif (root / "Images").is_dir() or (root / "GroundTruth").is_dir():
-            hint = ""
         raise UserError(f"{root}: no image folder ({'/, '.join(IMAGE_DIRS)}/) for dataset "
-                        f"'{name}'; expected {LAYOUTS.get(name, LAYOUTS['cosal2015'])}{hint}")
+                        f"'{name}'; expected {layout}{hint}")
     mask_dir = _find_dir(root, MASK_DIRS)
     if mask_dir is None:
         issues[NO_MASK_DIR] += 1
@@ -350,46 +358,44 @@ def read_paired(name, root):
         hint = (" (the raw MSRC-v2 release: run `python -m data_prep msrc-convert --root "
                 f"{root}` and read it as dataset 'msrc-raw')"
                 if (root / "GroundTruth").is_dir() and name.startswith("msrc") else "")
-        raise UserError(f"{img_dir}: images are not in group sub-folders; expected "
-                        f"{LAYOUTS.get(name, LAYOUTS['cosal2015'])}{hint}")
+        raise UserError(f"{img_dir}: images are not in group sub-folders; expected {layout}{hint}")
 
     groups = {}
-    seen_groups = set()
     for gdir in group_dirs:
-        seen_groups.add(gdir.name)
         images = _scan_files(gdir, issues)
         masks = {}
-        if mask_dir is not None:
-            mdir = mask_dir / gdir.name
-            if mdir.is_dir():
-                masks = _match_masks(_scan_files(mdir, issues, prefer_lossless=True), images)
-        items = []
+        if mask_dir is not None and (mask_dir / gdir.name).is_dir():
+            masks = _match_masks(_scan_files(mask_dir / gdir.name, issues, prefer_lossless=True),
+                                 images, issues)
+        infos, items = {}, []
         for stem in sorted(images):
             ipath, iinfo = images[stem]
-            mask = masks.pop(stem, None)
-            if mask is None:
+            mpath, minfo = masks.pop(stem, (None, None))
+            if mpath is None:
                 issues[NO_MASK] += 1
-                items.append(Item(gdir.name, stem, _rel(root, ipath), None))
-                continue
-            mpath, minfo = mask
-            if minfo.kind == "jpeg":
-                issues[JPEG_MASK] += 1
-            if minfo.bits == 1:
-                issues[ONE_BIT] += 1
-            if minfo.palette:
-                issues[PALETTE] += 1
-            if None not in (iinfo.width, minfo.width) and \
-                    (iinfo.width, iinfo.height) != (minfo.width, minfo.height):
-                issues[SIZE_DIFF] += 1
-            items.append(Item(gdir.name, stem, _rel(root, ipath), _rel(root, mpath)))
+            items.append(Item(gdir.name, stem, _rel(root, ipath),
+                              None if mpath is None else _rel(root, mpath)))
+            infos[stem] = (iinfo, minfo)
         issues[NO_IMAGE] += len(masks)
+        if select is not None:
+            items = select(gdir.name, items)
+        for it in items:
+            iinfo, minfo = infos[it.name]
+            if minfo is None:
+                continue
+            issues[JPEG_MASK] += minfo.kind == "jpeg"
+            issues[ONE_BIT] += minfo.bits == 1
+            issues[PALETTE] += minfo.palette
+            issues[SIZE_DIFF] += None not in (iinfo.width, minfo.width) and \
+                (iinfo.width, iinfo.height) != (minfo.width, minfo.height)
         if items:
             groups[gdir.name] = items
         else:
             issues[EMPTY_GROUP] += 1
     if mask_dir is not None:   # mask groups that have no image group at all
+        names = {g.name for g in group_dirs}
         for mdir in _subdirs(mask_dir):
-            if mdir.name not in seen_groups:
+            if mdir.name not in names:
                 issues[NO_IMAGE] += sum(1 for p in mdir.iterdir()
                                         if p.is_file() and is_image_file(p.name)
                                         and not p.name.startswith("."))
@@ -409,7 +415,7 @@ def read_folder(root):
         else:
             issues[EMPTY_GROUP] += 1
     loose = collections.Counter()
-    top = _scan_files_flat(root, loose)
+    top = _scan_loose_files(root, loose)
     issues.update(loose)
     if top:
         name = root.resolve().name or "images"
@@ -419,9 +425,8 @@ def read_folder(root):
     return Dataset("folder", root, dict(sorted(groups.items())), +issues)
 
 
-def _scan_files_flat(folder, issues):
+def _scan_loose_files(folder, issues):
     """_scan_files without counting sub-folders (they are the groups)."""
-    found = {}
     tmp = collections.Counter()
     found = _scan_files(folder, tmp)
     tmp.pop(NESTED, None)
@@ -430,15 +435,20 @@ def _scan_files_flat(folder, issues):
 
 
 def read_icoseg5(root, k=5):
-    """iCoseg restricted to our fixed k-per-group subset (rule in the module docstring)."""
-    ds = read_paired("icoseg", root)
-    groups = {}
-    for g, items in ds.groups.items():
+    """iCoseg restricted to our fixed k-per-group subset (rule in the module docstring).
+    root: the iCoseg folder; k: images per group."""
+    def select(group, items):
         masked = [it for it in items if it.mask is not None]
-        rank = sorted(masked, key=lambda it: hashlib.sha256(f"{g}/{it.name}".encode()).digest())
-        if rank:
-            groups[g] = sorted(rank[:k], key=lambda it: it.name)
-    return Dataset("icoseg5", root, groups, ds.issues)
+        if len(masked) < k:
+            short[0] += 1
+        rank = sorted(masked, key=lambda it: hashlib.sha256(f"{group}/{it.name}".encode()).digest())
+        return sorted(rank[:k], key=lambda it: it.name)
+
+    short = [0]
+    ds = read_paired("icoseg5", root, select)
+    ds.issues[f"groups with fewer than {k} masks"] += short[0]
+    ds.issues = +ds.issues
+    return ds
 
 
 # ---------------------------------------------------------------- MSRC-v2 raw release
@@ -475,9 +485,10 @@ def msrc_labels(gt_bgr):
 
 
 def _read_bgr(path):
-    buf = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    return img
+    try:
+        return read_image(path)
+    except UserError:
+        return None
 
 
 def convert_msrc_raw(root, out_dir=None, progress=True):
@@ -498,7 +509,7 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
                         "GroundTruth/*_GT.bmp)")
     issues = collections.Counter()
     images = _scan_files(img_dir, issues)
-    gts = _match_masks(_scan_files(gt_dir, issues, prefer_lossless=True), images)
+    gts = _match_masks(_scan_files(gt_dir, issues, prefer_lossless=True), images, issues)
     issues[NO_IMAGE] += sum(1 for s in gts if s not in images)
     by_group = collections.defaultdict(list)
     for stem in sorted(images):
@@ -511,8 +522,9 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
             continue
         by_group[int(prefix)].append(stem)
 
-    # Pass 1: per-image class masks and the group's object class.
-    labels, classes = {}, {}
+    # Pass 1: pixels per class and image, and each group's object class. Ground truths are
+    # decoded again in pass 2 rather than kept: 591 images x their classes would not be small.
+    pixels, classes = {}, {}
     work = [(g, s) for g in sorted(by_group) for s in by_group[g]]
     for g, stem in tqdm(work, desc="msrc: reading ground truths", disable=not progress or None):
         gt = _read_bgr(gts[stem][0])
@@ -522,13 +534,13 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
         lab, unknown = msrc_labels(gt)
         if unknown:
             issues["ground truths with unknown colours"] += 1
-        labels[stem] = lab
+        pixels[stem] = {c: int(m.sum()) for c, m in lab.items()}
     for g in sorted(by_group):
         counts = collections.Counter()
         for stem in by_group[g]:
-            for cls, m in labels.get(stem, {}).items():
+            for cls, n in pixels.get(stem, {}).items():
                 if cls not in BACKGROUND_CLASSES:
-                    counts[cls] += int(m.sum())
+                    counts[cls] += n
         if counts:   # most pixels; ties to the name first in order
             classes[g] = min(counts, key=lambda c: (-counts[c], c))
         else:
@@ -537,12 +549,12 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
     # Pass 2: write images and masks.
     written = {}
     for g, stem in tqdm(work, desc="msrc: writing", disable=not progress or None):
-        if g not in classes or stem not in labels:
+        if g not in classes or stem not in pixels:
             continue
-        mask = labels[stem].get(classes[g])
-        if mask is None:
+        if not pixels[stem].get(classes[g]):
             issues["images without the group's object"] += 1
             continue
+        mask = msrc_labels(_read_bgr(gts[stem][0]))[0][classes[g]]
         group = f"{g:02d}_{classes[g]}"
         src = images[stem][0]
         atomic_write_bytes(out_dir / "images" / group / src.name, src.read_bytes())
@@ -598,11 +610,11 @@ def _decode_fully(path):
     if problem:
         return None, problem
     data = pathlib.Path(path).read_bytes()
+    if not _data_complete(info.kind, data):
+        return None, TRUNCATED
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         return None, UNREADABLE
-    if not _data_complete(info.kind, data):
-        return None, TRUNCATED
     return img.shape[:2], None
 
 

@@ -65,7 +65,16 @@ def read_gray(path):
 
 def read_mask(path):
     """Ground truth in [0, 1] (float32). A mask stored as 0/1 in uint8 is stretched to 0/1, not
-    left at 0..1/255; JPEG masks keep their soft edges (binarise at 0.5 where a metric needs it)."""
+    left at 0..1/255; JPEG masks keep their soft edges (binarise at 0.5 where a metric needs it).
+    A colour mask (a palette PNG whose object entry is, say, VOC's dark red (128, 0, 0)) takes its
+    brightest channel scaled so that the object colour is 1: a gray conversion would weigh that
+    red at 0.15 and lose the object."""
+    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    if img.ndim == 3 and img.shape[2] >= 3 and img.dtype == np.uint8:
+        bgr = img[:, :, :3]
+        if not (np.array_equal(bgr[:, :, 0], bgr[:, :, 1]) and np.array_equal(bgr[:, :, 1], bgr[:, :, 2])):
+            m = bgr.max(axis=2).astype(np.float32)
+            return m / m.max()     # the object's colour is the brightest thing in a label map
     m = read_gray(path)
     if m.size and m.max() <= 1.0 / 255.0 + 1e-9 and m.max() > 0:
         m = m / m.max()
