@@ -12,6 +12,8 @@ export PYTHONUNBUFFERED := 1
 # glog: keep Caffe quiet unless something goes wrong
 export GLOG_minloglevel ?= 2
 
+# APT=0: do not install Debian packages (you provide Caffe's build dependencies yourself)
+APT        ?= 1
 # Where things are (override on the command line: make eval DATASET=icoseg DATA_ROOT=~/datasets)
 DATA_ROOT  ?= data
 RUNS       ?= runs
@@ -25,9 +27,9 @@ CAFFE_PYTHON ?=
 APT_PACKAGES := cmake build-essential curl ca-certificates patch \
   libboost-python-dev libboost-system-dev libboost-filesystem-dev libboost-thread-dev \
   libgoogle-glog-dev libgflags-dev libprotobuf-dev protobuf-compiler libhdf5-dev libopenblas-dev \
-  python3-dev python3-venv
+  python3-dev python3-venv xz-utils
 
-.PHONY: help setup apt venv caffe test bench demo train eval predict clean
+.PHONY: help setup apt test bench demo train eval baselines table clean
 
 help:
 	@echo "make setup      apt packages, Caffe (cached build), .venv with pycaffe"
@@ -35,7 +37,12 @@ help:
 	@echo "make bench      speed benchmarks (tables; figures kept in docs/benchmarks.md)"
 	@echo "make demo       synthetic co-saliency benchmark: train tiny Ours-S + group model on the CPU, evaluate"
 	@echo "make train      two-stage training (DATA_ROOT, VGG16, GPU=0, RESUME=1)"
-	@echo "make eval DATASET=icoseg   predict a benchmark with the trained models and write Table 1"
+	@echo "make eval DATASET=icoseg   predict a benchmark with the trained models and evaluate (ENGINE=opencv: fast CPU)"
+	@echo "make baselines DATASET=icoseg   CBCS and CBCS-S maps of a benchmark, evaluated"
+	@echo "make table      merge every evaluated benchmark into Table 1 (RUNS/table)"
+	@echo "make reproduce  Table 1 end to end: inputs checked, baselines, training, evaluation, table"
+	@echo "make caffe-cuda Caffe with CUDA (prints the folder for make setup CAFFE_PYTHON=...)"
+	@echo "make docker-build   the Docker image (DOCKER_VARIANT=cuda|cpu)"
 
 # ---------------------------------------------------------------- setup
 setup: $(VENV)/.setup-done
@@ -48,7 +55,7 @@ apt:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/bin/python:
+$(VENV)/bin/python: | $(if $(filter 0,$(APT)),,apt)
 	$(PYTHON_SYS) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 
@@ -56,9 +63,14 @@ $(VENV)/.deps-done: requirements.txt | $(VENV)/bin/python
 	$(VENV)/bin/pip install -q -r requirements.txt
 	touch $@
 
+# One stamp per CAFFE_PYTHON value, so that switching Caffe builds re-links pycaffe.
+CAFFE_STAMP := $(VENV)/.caffe-$(if $(CAFFE_PYTHON),$(shell printf '%s' '$(CAFFE_PYTHON)' | md5sum | cut -c1-12),built)
+$(CAFFE_STAMP): | $(VENV)/bin/python
+	rm -f $(VENV)/.caffe-*
+	touch $@
+
 # pycaffe is linked into the venv through a .pth file pointing at the cached build.
-$(VENV)/.setup-done: $(VENV)/.deps-done scripts/build_caffe.sh $(wildcard patches/*.patch)
-	@if [ -z "$(CAFFE_PYTHON)" ]; then $(MAKE) --no-print-directory apt; fi
+$(VENV)/.setup-done: $(VENV)/.deps-done $(CAFFE_STAMP) scripts/build_caffe.sh $(wildcard patches/*.patch)
 	@set -e; \
 	if [ -n "$(CAFFE_PYTHON)" ]; then dir="$(CAFFE_PYTHON)"; \
 	else dir=$$(PYTHON=$(PY) scripts/build_caffe.sh | tail -n 1); fi; \
@@ -66,6 +78,26 @@ $(VENV)/.setup-done: $(VENV)/.deps-done scripts/build_caffe.sh $(wildcard patche
 	echo "$$dir" > "$$site/pycaffe.pth"; \
 	GLOG_minloglevel=2 $(PY) -c 'import caffe; print("pycaffe ready:", caffe.__file__)'
 	touch $@
+
+# ---------------------------------------------------------------- the steps
+GPU_ARG := $(if $(GPU),--gpu $(GPU))
+ENGINE  ?= caffe
+
+demo: setup
+	$(PY) -m gwd.pipeline demo --runs $(RUNS)/demo
+
+train: setup
+	$(PY) -m gwd.pipeline train --data-root $(DATA_ROOT) --vgg16 $(VGG16) --runs $(RUNS) $(GPU_ARG) \
+	  $(if $(ITERS),--iters $(ITERS)) $(if $(RESUME),--resume)
+
+eval: setup
+	$(PY) -m gwd.pipeline eval --dataset $(DATASET) --data-root $(DATA_ROOT) --runs $(RUNS) --engine $(ENGINE) $(GPU_ARG)
+
+baselines: setup
+	$(PY) -m gwd.pipeline baselines --dataset $(DATASET) --data-root $(DATA_ROOT) --runs $(RUNS)
+
+table: setup
+	$(PY) -m gwd.pipeline table --runs $(RUNS)
 
 # ---------------------------------------------------------------- checks
 test: setup
@@ -76,3 +108,24 @@ bench: setup
 
 clean:
 	rm -rf $(RUNS)
+
+# ---------------------------------------------------------------- CUDA, Docker, Table 1
+DOCKER_VARIANT ?= cuda
+DOCKER_IMAGE   ?= gwd:$(DOCKER_VARIANT)
+.PHONY: caffe-cuda lint-docker docker-build reproduce
+
+# Caffe with CUDA (nvcc on PATH; cuBLAS/cuRAND/NCCL from NVIDIA's wheels when the toolkit lacks
+# them). Prints the pycaffe folder: use it with make setup CAFFE_PYTHON=<folder>.
+caffe-cuda: $(VENV)/.deps-done
+	PYTHON=$(PY) scripts/cuda_build.sh
+
+lint-docker: $(VENV)/.deps-done
+	$(VENV)/bin/hadolint Dockerfile
+
+docker-build:
+	docker build --build-arg VARIANT=$(DOCKER_VARIANT) -t $(DOCKER_IMAGE) .
+
+# Table 1 end to end: checks the inputs, then baselines, training, evaluation, table (resumable).
+reproduce: setup
+	DATA_ROOT="$(DATA_ROOT)" VGG16="$(VGG16)" GPU="$(GPU)" RUNS="$(RUNS)" MAKE="$(MAKE)" PYTHON="$(PY)" \
+	  scripts/reproduce.sh

@@ -54,12 +54,18 @@ if [ "$cuda" = 1 ]; then
   command -v nvcc >/dev/null || { log "--cuda needs nvcc on PATH"; exit 2; }
   # Caffe's own arch list starts at compute_20, which nvcc 11+ rejects: name them explicitly.
   # cuDNN stays off: Caffe 99bd997 calls cuDNN 7's algorithm-query API, removed in cuDNN 8.
-  flags+=(-DCPU_ONLY=OFF -DUSE_CUDNN=OFF -DUSE_NCCL=${USE_NCCL:-OFF} -DCUDA_ARCH_NAME=Manual
+  flags+=(-DCPU_ONLY=OFF -DUSE_CUDNN=OFF "-DUSE_NCCL=${USE_NCCL:-OFF}" -DCUDA_ARCH_NAME=Manual
           "-DCUDA_ARCH_BIN=$cuda_arch_bin" "-DCUDA_ARCH_PTX=$cuda_arch_ptx")
   if [ -n "$cuda_libdir" ]; then
-    # cuBLAS/cuRAND from the nvidia-* wheels: FindCUDA resets these on first configure.
+    # cuBLAS/cuRAND (and NCCL) from the nvidia-* wheels (scripts/cuda_build.sh): FindCUDA resets
+    # the cuBLAS/cuRAND paths on the first configure, hence the second configure below.
     flags+=("-DCUDA_cublas_LIBRARY=$cuda_libdir/libcublas.so" "-DCUDA_curand_LIBRARY=$cuda_libdir/libcurand.so")
-    [ -n "${CUDA_EXTRA_INCDIR:-}" ] && flags+=("-DCMAKE_CXX_FLAGS=-I$CUDA_EXTRA_INCDIR" "-DCUDA_NVCC_FLAGS=-I$CUDA_EXTRA_INCDIR")
+    if [ -n "${CUDA_EXTRA_INCDIR:-}" ]; then
+      flags+=("-DCMAKE_CXX_FLAGS=-I$CUDA_EXTRA_INCDIR" "-DCUDA_NVCC_FLAGS=-I$CUDA_EXTRA_INCDIR")
+      if [ "${USE_NCCL:-OFF}" = ON ] && [ -f "$cuda_libdir/libnccl.so" ]; then
+        flags+=("-DNCCL_INCLUDE_DIR=$CUDA_EXTRA_INCDIR" "-DNCCL_LIBRARIES=$cuda_libdir/libnccl.so")
+      fi
+    fi
   fi
   variant=cuda-$(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')
 else
@@ -117,5 +123,10 @@ log "compiling with $jobs jobs (CPU about 2.5 min, CUDA about 17 min on 2 cores)
 start=$(date +%s)
 make -j"$jobs" caffe pycaffe > make.log 2>&1 || { tail -40 make.log >&2; log "build failed: $dest/build/make.log"; exit 1; }
 log "compiled in $(( $(date +%s) - start )) s"
+if [ "$cuda" = 1 ]; then
+  # Read by gwd/device.py: which GPU architectures this build can run on.
+  printf '{"variant": "%s", "cuda_arch_bin": "%s", "cuda_arch_ptx": "%s", "nccl": "%s"}\n' \
+    "$variant" "$cuda_arch_bin" "$cuda_arch_ptx" "${USE_NCCL:-OFF}" > "$dest/src/python/gwd-caffe-build.json"
+fi
 touch "$dest/.complete"
 echo "$dest/src/python"

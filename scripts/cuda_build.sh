@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# CUDA build of Caffe (`make caffe-cuda`) on a machine whose CUDA toolkit has nvcc and the CUDA
+# runtime but not cuBLAS / cuRAND / NCCL (a toolkit installed from NVIDIA's pip wheels, for
+# example). Those three come from NVIDIA's PyPI wheels, installed into a cache folder (never into
+# the project's .venv); the linker needs unversioned library names, which the wheels lack, so
+# symlinks are added. Then scripts/build_caffe.sh --cuda builds with them (cached, keyed there).
+# A toolkit that already has cublas_v2.h goes straight to scripts/build_caffe.sh --cuda.
+#
+#   scripts/cuda_build.sh [options of scripts/build_caffe.sh]
+#
+# Environment: PYTHON (default python3), CUDA_HOME (default: /usr/local/cuda, else nvcc's folder),
+# CUDA_ARCH_BIN (default "80 90"), CUDA_ARCH_PTX (default "90"), USE_NCCL (default ON),
+# GWD_CAFFE_CACHE (default ~/.cache/gwd-caffe). The last line on stdout is the pycaffe folder.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${GWD_CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gwd-caffe}
+python=${PYTHON:-python3}
+log() { echo "[cuda_build] $*" >&2; }
+
+# FindCUDA locates the toolkit from nvcc's folder; a wrapper script on PATH (/usr/local/bin/nvcc)
+# would point it at the wrong prefix, so put the toolkit's own bin/ first.
+if [ -z "${CUDA_HOME:-}" ]; then
+  if [ -x /usr/local/cuda/bin/nvcc ]; then
+    CUDA_HOME=/usr/local/cuda
+  else
+    nvcc=$(command -v nvcc) || { log "no nvcc: install the CUDA toolkit (or set CUDA_HOME)"; exit 2; }
+    CUDA_HOME=$(dirname "$(dirname "$(readlink -f "$nvcc")")")
+  fi
+fi
+[ -x "$CUDA_HOME/bin/nvcc" ] || { log "$CUDA_HOME/bin/nvcc not found (CUDA_HOME)"; exit 2; }
+export CUDA_HOME CUDA_PATH=$CUDA_HOME PATH="$CUDA_HOME/bin:$PATH"
+export USE_NCCL=${USE_NCCL:-ON}
+
+release=$(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')
+if [ -f "$CUDA_HOME/include/cublas_v2.h" ] && [ -f "$CUDA_HOME/include/curand.h" ]; then
+  log "CUDA $release at $CUDA_HOME has cuBLAS and cuRAND: no wheels needed"
+  exec "$here/scripts/build_caffe.sh" --cuda "$@"
+fi
+
+# Wheels of the same CUDA major release as nvcc (minor-version compatible), pinned.
+case "$release" in
+  13.*) wheels=(nvidia-cublas==13.0.2.14 nvidia-curand==10.4.0.35 nvidia-nccl-cu13==2.27.7)
+        sub=cu13 ;;
+  *) log "CUDA $release: no pinned cuBLAS/cuRAND wheels for this release; install the toolkit's" \
+         "cuBLAS and cuRAND development packages and rerun"; exit 2 ;;
+esac
+prefix="$cache/cuda-wheels-$(printf '%s\n' "${wheels[@]}" | sha256sum | cut -c1-12)"
+if [ ! -f "$prefix/.complete" ]; then
+  log "installing ${wheels[*]} into $prefix"
+  rm -rf "$prefix"
+  "$python" -m pip install -q --no-deps --disable-pip-version-check --target "$prefix" "${wheels[@]}" \
+    || { log "pip could not install ${wheels[*]}"; exit 1; }
+  touch "$prefix/.complete"
+fi
+inc="$prefix/nvidia/$sub/include"
+lib="$prefix/nvidia/$sub/lib"
+# Unversioned names for the linker; NCCL's wheel keeps its own folder, so link it in beside
+# cuBLAS (its header too): one include and one library folder for build_caffe.sh.
+for name in cublas curand; do
+  versioned=("$lib/lib$name".so.[0-9]*)
+  [ -f "${versioned[0]}" ] || { log "no lib$name.so.N in $lib"; exit 1; }
+  ln -sfn "$(basename "${versioned[0]}")" "$lib/lib$name.so"
+done
+if [ "$USE_NCCL" = ON ]; then
+  ln -sfn ../../nccl/include/nccl.h "$inc/nccl.h"
+  ln -sfn ../../nccl/lib/libnccl.so.2 "$lib/libnccl.so.2"
+  ln -sfn libnccl.so.2 "$lib/libnccl.so"
+fi
+export CUDA_EXTRA_LIBDIR=$lib CUDA_EXTRA_INCDIR=$inc
+exec "$here/scripts/build_caffe.sh" --cuda "$@"
