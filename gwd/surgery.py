@@ -6,6 +6,7 @@
   collaborative conv's x_i half copied from Ours-S's score conv and its X half set to zero, so
   the group model starts as exactly the single model and can only add group evidence.
 - bilinear_kernel / init_bilinear: the deconvolution's bilinear interpolation weights.
+- he_init: random weights that keep activations O(1) (benchmarks and tests of untrained nets).
 """
 import numpy as np
 
@@ -77,3 +78,15 @@ def single_to_group(single, group, single_score="score", group_score="score_co")
     b_g.data[...] = b_s.data
     copied.append(group_score)
     return copied
+
+
+def he_init(net, seed=0):
+    """Random weights that keep activations O(1) through the deep stack (He normal), so that
+    output comparisons are meaningful rather than comparisons of near-zero numbers."""
+    rng = np.random.RandomState(seed)
+    for name, params in net.params.items():
+        w = params[0].data
+        fan_in = np.prod(w.shape[1:])
+        w[...] = rng.randn(*w.shape) * np.sqrt(2.0 / fan_in)
+        if len(params) > 1:
+            params[1].data[...] = rng.randn(*params[1].data.shape) * 0.1

@@ -1,4 +1,4 @@
-"""Fixtures shared by several test files: tiny datasets written to disk, random net weights."""
+"""Fixtures shared by several test files: tiny datasets written to disk."""
 import os
 
 import cv2
@@ -31,15 +31,3 @@ def write_toy_groups(root, n_groups=2, k=5, size=(60, 80), seed=0):
     path = os.path.join(root, "groups.jsonl")
     write_group_list(path, groups)
     return path
-
-
-def he_init(net, seed=0):
-    """Random weights that keep activations O(1) through the deep stack (He normal), so that
-    output comparisons are meaningful rather than comparisons of near-zero numbers."""
-    rng = np.random.RandomState(seed)
-    for name, params in net.params.items():
-        w = params[0].data
-        fan_in = np.prod(w.shape[1:])
-        w[...] = rng.randn(*w.shape) * np.sqrt(2.0 / fan_in)
-        if len(params) > 1:
-            params[1].data[...] = rng.randn(*params[1].data.shape) * 0.1

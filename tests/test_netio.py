@@ -7,7 +7,7 @@ import pytest
 
 from gwd.errors import UserError
 from gwd.netio import load_net
-from tests.helpers import he_init
+from gwd.surgery import he_init
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 P = os.path.join(ROOT, "prototxt")

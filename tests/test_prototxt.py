@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gwd.netio import caffe, load_net, read_prototxt
-from tests.helpers import he_init, write_toy_groups
+from gwd.surgery import he_init
+from tests.helpers import write_toy_groups
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 P = os.path.join(ROOT, "prototxt")

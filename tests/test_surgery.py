@@ -6,8 +6,7 @@ import pytest
 
 from gwd.errors import UserError
 from gwd.netio import caffe_pb2, load_net
-from gwd.surgery import VGG16_CONVS, bilinear_kernel, single_to_group, transplant_vgg16
-from tests.helpers import he_init
+from gwd.surgery import VGG16_CONVS, bilinear_kernel, he_init, single_to_group, transplant_vgg16
 
 P = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prototxt")
 VGG_SHAPES = {"conv1_1": (64, 3), "conv1_2": (64, 64), "conv2_1": (128, 64), "conv2_2": (128, 128),
