@@ -59,3 +59,13 @@ def test_write_png_is_atomic_and_scales_floats(tmp_path):
     write_png(tmp_path / "d/x.png", np.array([[0.0, 0.5, 1.0]], np.float32))
     assert cv2.imread(str(tmp_path / "d/x.png"), cv2.IMREAD_UNCHANGED).tolist() == [[0, 128, 255]]
     assert [p.name for p in (tmp_path / "d").iterdir()] == ["x.png"]
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        write_png(tmp_path / "p.png", np.zeros((2, 2), np.uint8))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o644

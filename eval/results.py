@@ -1,0 +1,103 @@
+"""results.json: the evaluation results of one or more datasets, mergeable into one Table 1.
+
+    {"format": "gwd-eval-results/1",
+     "definitions": {metric: how it is computed},
+     "runs": [{"dataset", "paper_dataset", "root", "normalization": "minmax" | "raw",
+               "groups", "images", "skipped_no_gt",
+               "methods": [{"name", "paper_method", "pred_dir", "resized", "resized_example",
+                            "metrics": {mF, AUC, MAE, AP, maxF, meanF, S, maxE, meanE},
+                            "paper": {mF, AUC, MAE} | null, "later": {...} | null,
+                            "curves": {precision, recall, fmeasure, tpr, fpr, emeasure:
+                                       256 values, index = threshold t}}]}]}
+
+A run is one dataset evaluated under one normalisation convention. Merging concatenates runs;
+the same method on the same dataset and convention twice is an error.
+"""
+import json
+
+from gwd.errors import UserError
+
+from .metrics import DEFINITIONS
+
+FORMAT = "gwd-eval-results/1"
+NORMALIZATIONS = {"minmax": "maps min-max normalised", "raw": "raw maps, not normalised"}
+
+
+def make_results(runs):
+    return {"format": FORMAT, "definitions": dict(DEFINITIONS), "runs": list(runs)}
+
+
+def _check(res, where):
+    if not isinstance(res, dict) or res.get("format") != FORMAT:
+        raise UserError(f"{where}: not an evaluation results file (expected \"format\": "
+                        f"\"{FORMAT}\")")
+    runs = res.get("runs")
+    if not isinstance(runs, list):
+        raise UserError(f"{where}: 'runs' must be a list")
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict) or not isinstance(run.get("methods"), list):
+            raise UserError(f"{where}: run {i} has no 'methods' list")
+        for key in ("dataset", "normalization", "images"):
+            if key not in run:
+                raise UserError(f"{where}: run {i} lacks '{key}'")
+        if run["normalization"] not in NORMALIZATIONS:
+            raise UserError(f"{where}: run {i}: unknown normalization '{run['normalization']}'")
+        for m in run["methods"]:
+            if not isinstance(m, dict) or "name" not in m or not isinstance(m.get("metrics"), dict):
+                raise UserError(f"{where}: run {i} ({run['dataset']}) has a method without "
+                                "'name' and 'metrics'")
+    return res
+
+
+def load_results(path):
+    """A results.json, validated. Bad files are a UserError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            res = json.load(f)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    return _check(res, path)
+
+
+def merge_results(named):
+    """One results dict from [(path, results)], runs in the given order.
+    Raises UserError when a method appears twice for the same dataset and convention."""
+    seen = {}
+    runs = []
+    for path, res in named:
+        for run in res["runs"]:
+            for m in run["methods"]:
+                key = (run["dataset"].lower(), run["normalization"], m["name"].lower())
+                if key in seen:
+                    raise UserError(f"{path}: method '{m['name']}' on dataset '{run['dataset']}' "
+                                    f"({run['normalization']}) is also in {seen[key]}")
+                seen[key] = path
+            runs.append(run)
+    return make_results(runs)
+
+
+def dumps(res):
+    """JSON text: indented, with each 256-value curve on one line."""
+    curves = []
+
+    def strip(run):
+        run = dict(run)
+        run["methods"] = [dict(m) for m in run["methods"]]
+        for m in run["methods"]:
+            if "curves" in m:
+                c = {}
+                for k, v in m["curves"].items():
+                    c[k] = f"@@curve{len(curves)}@@"
+                    curves.append(json.dumps([float(x) for x in v]))
+                m["curves"] = c
+        return run
+
+    text = json.dumps({**res, "runs": [strip(r) for r in res["runs"]]}, indent=1,
+                      ensure_ascii=False)
+    for i, c in enumerate(curves):
+        text = text.replace(f'"@@curve{i}@@"', c, 1)
+    return text + "\n"
