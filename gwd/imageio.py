@@ -81,10 +81,13 @@ def read_mask(path):
     return m
 
 
-def _umask():
-    mask = os.umask(0)
+def _read_umask():
+    mask = os.umask(0)     # the only way to read it; done once, before any thread writes files
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def atomic_write_bytes(path, data):
@@ -96,7 +99,7 @@ def atomic_write_bytes(path, data):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give what open() would
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give what open() would
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
