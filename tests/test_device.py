@@ -121,9 +121,12 @@ def test_cuda_build_is_recognised_through_libcaffe(tmp_path):
 
 
 @needs_gcc
-def test_missing_libcaffe_is_a_user_error(tmp_path):
+def test_missing_libcaffe_is_a_user_error(tmp_path, monkeypatch):
     pkg = _fake_pycaffe(tmp_path, link_cuda=False)
     (pkg.parent.parent / "build" / "lib" / "libcaffe.so.1.0.0").unlink()
+    # other tests of the session have loaded the real libcaffe.so.1.0.0 into this process, where
+    # the fallback would find it: this case is about a process that has not
+    monkeypatch.setattr(device, "_loaded_paths", set)
     with pytest.raises(UserError, match="cannot find libcaffe.so.1.0.0"):
         device.caffe_build(pkg)
 
