@@ -29,6 +29,7 @@ DATASETS = {
     "msrc": ("MSRC", "msrc"),
     "cosal2015": ("Cosal2015", "cosal2015"),
     "coco9213": ("COCO9213", "coco9213"),
+    "synthetic": (os.path.join("synthetic", "test"), "synthetic"),   # python -m data_prep synthetic --out <data-root>/synthetic
 }
 METHOD_NAMES = {"gwd": "Ours", "single": "Ours-S"}
 

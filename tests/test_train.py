@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from gwd.netio import load_net
-from tests.helpers import write_toy_groups
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT, GLOG_minloglevel="2")
@@ -32,8 +31,16 @@ def losses(run):
 
 @pytest.fixture
 def toy(tmp_path):
-    lst = write_toy_groups(str(tmp_path / "data"), n_groups=4, size=(64, 128), seed=1)
-    return lst, str(tmp_path / "data")
+    """Four groups of the synthetic co-saliency benchmark at the tiny nets' input size."""
+    from data_prep.datasets import load_dataset
+    from data_prep.synthetic import Config, generate
+    from data_prep.test_groups import make_test_groups
+    from gwd.grouplist import write_group_list
+    generate(tmp_path / "syn", Config(height=64, width=128, seed=1), 4, 0, workers=1, progress=False)
+    root = str(tmp_path / "syn" / "train")
+    lst = str(tmp_path / "train.jsonl")
+    write_group_list(lst, make_test_groups(load_dataset("synthetic", root), 5, 0))
+    return lst, root
 
 
 def test_a_few_iterations_lower_the_loss(tmp_path, toy):
@@ -115,4 +122,16 @@ def test_user_mistakes_exit_2(tmp_path, toy):
     r = train("--model", "gwd", "--tiny", "--train-list", tmp_path / "nope.jsonl", "--data-root", root,
               "--out", tmp_path / "r2", check=False)
     assert r.returncode == 2 and "nope.jsonl: train list not found" in r.stderr
+    # a run whose solverstate went missing
+    run = tmp_path / "r3"
+    train("--model", "single", "--tiny", "--train-list", lst, "--data-root", root, "--out", run, "--iters", 2)
+    state = json.load(open(run / "latest.json"))["solverstate"]
+    os.remove(run / state)
+    r = train("--model", "single", "--tiny", "--train-list", lst, "--data-root", root, "--out", run,
+              "--iters", 4, "--resume", check=False)
+    assert r.returncode == 2 and f"names {run / state}, which is missing" in r.stderr
+    # an existing run is never overwritten silently
+    r = train("--model", "single", "--tiny", "--train-list", lst, "--data-root", root, "--out", run,
+              "--iters", 4, check=False)
+    assert r.returncode == 2 and "already holds a run; pass --resume" in r.stderr
     assert "Traceback" not in r.stderr
