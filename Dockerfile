@@ -64,7 +64,7 @@ RUN args=(); if [ "$VARIANT" = cuda ]; then args=(--cuda); fi \
 FROM run-${VARIANT}
 ARG USER_UID=1000
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1 MPLCONFIGDIR=/tmp/matplotlib \
+    PYTHONDONTWRITEBYTECODE=1 \
     DATA_ROOT=/data VGG16=/weights/VGG_ILSVRC_16_layers.caffemodel RUNS=/out \
     APT=0
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
