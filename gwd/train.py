@@ -143,15 +143,21 @@ class Run:
         os.replace(tmp, os.path.join(self.out, "loss.png"))
 
 
-def validate(test_net, loader, n_groups):
-    """MAE and mF (the paper's metrics) of the current weights on `n_groups` held-out groups."""
+def validate(test_net, loader_params, n_groups):
+    """MAE and mF (the paper's metrics) of the current weights on the first `n_groups` groups
+    of the held-out list, the same groups every time so that the numbers compare."""
     from eval.metrics import dataset_metrics
+    from python_layers.group_data_layer import GroupLoader
+    loader = GroupLoader(loader_params)
     pairs = []
-    for _ in range(n_groups):
-        data, label = loader.next()
-        test_net.blobs["data"].data[...] = data
-        out = test_net.forward()["saliency"]
-        pairs += [(np.clip(o[0], 0, 1), lab[0]) for o, lab in zip(out, label)]
+    try:
+        for _ in range(min(n_groups, len(loader.groups))):
+            data, label = loader.next()
+            test_net.blobs["data"].data[...] = data
+            out = test_net.forward()["saliency"]
+            pairs += [(np.clip(o[0], 0, 1), lab[0]) for o, lab in zip(out, label)]
+    finally:
+        loader.close()
     m, _ = dataset_metrics(pairs, modern=False)
     return m["MAE"], m["mF"]
 
@@ -197,7 +203,7 @@ def parse_args(argv):
     ap.add_argument("--val-list", help="held-out group list for validation")
     ap.add_argument("--val-root", help="data root of --val-list (default: --data-root)")
     ap.add_argument("--val-every", type=int, default=1000, help="iterations between validations")
-    ap.add_argument("--val-groups", type=int, default=20, help="groups per validation")
+    ap.add_argument("--val-groups", type=int, default=20, help="groups per validation (the list's first)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the data order and of Caffe's fillers")
     ap.add_argument("--cache", action="store_true", help="keep decoded training images in memory")
     ap.add_argument("--workers", type=int, default=2, help="decoding threads of the data layer")
@@ -258,10 +264,11 @@ def train(args):
         test_net = load_net(deploy_proto)
         test_net.share_with(solver.net)
         shape = test_net.blobs["data"].data.shape
-        val = (test_net, GroupLoader(parse_params(json.dumps({
+        val = (test_net, parse_params(json.dumps({
             "group_list": os.path.abspath(args.val_list), "group_size": shape[0],
             "data_root": os.path.abspath(args.val_root or args.data_root),
-            "height": shape[2], "width": shape[3], "shuffle": False, "prefetch": 2}))))
+            "height": shape[2], "width": shape[3], "shuffle": False, "prefetch": 2})))
+        GroupLoader(val[1]).close()      # the list and its files checked now, not at the first validation
 
     stop = {"signal": None}
 
@@ -298,8 +305,6 @@ def train(args):
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        if val:
-            val[1].close()
     if stop["signal"] is not None:
         print(f"stopped by signal {stop['signal']} at iteration {solver.iter}; continue with --resume",
               file=sys.stderr)
