@@ -1,10 +1,12 @@
-"""Fixtures shared by several test files: tiny datasets written to disk."""
+"""Fixtures shared by several test files: tiny datasets and a VGG16-like caffemodel written to disk."""
 import os
 
 import cv2
 import numpy as np
 
 from gwd.grouplist import write_group_list
+from gwd.netio import caffe_pb2
+from gwd.surgery import VGG16_CONVS
 
 
 def write_toy_groups(root, n_groups=2, k=5, size=(60, 80), seed=0):
@@ -31,3 +33,41 @@ def write_toy_groups(root, n_groups=2, k=5, size=(60, 80), seed=0):
     path = os.path.join(root, "groups.jsonl")
     write_group_list(path, groups)
     return path
+
+
+VGG_SHAPES = {"conv1_1": (64, 3), "conv1_2": (64, 64), "conv2_1": (128, 64), "conv2_2": (128, 128),
+              "conv3_1": (256, 128), "conv3_2": (256, 256), "conv3_3": (256, 256),
+              "conv4_1": (512, 256), "conv4_2": (512, 512), "conv4_3": (512, 512),
+              "conv5_1": (512, 512), "conv5_2": (512, 512), "conv5_3": (512, 512)}
+
+
+def write_vgg16_like(path, seed=0, legacy=True, break_layer=None):
+    """A caffemodel with VGG16's layer names and shapes (the real 528 MB file cannot be fetched
+    here), in the old V1 format of the published file, plus an fc layer the net does not have."""
+    rng = np.random.RandomState(seed)
+    net = caffe_pb2.NetParameter(name="VGG_ILSVRC_16_layers")
+    expected = {}
+    for name in VGG16_CONVS + ("fc8",):
+        n_out, n_in = VGG_SHAPES.get(name, (10, 7))
+        k = 3 if name != "fc8" else 1
+        if name == break_layer:
+            n_in += 1
+        layer = net.layers.add() if legacy else net.layer.add()
+        layer.name = name
+        if legacy:
+            layer.type = caffe_pb2.V1LayerParameter.CONVOLUTION
+        else:
+            layer.type = "Convolution"
+        w = (rng.randn(n_out, n_in, k, k) * np.sqrt(2.0 / (n_in * k * k))).astype(np.float32)   # He scale
+        b = (0.01 * rng.randn(n_out)).astype(np.float32)
+        for arr, dims in ((w, w.shape), (b, (1, 1, 1, n_out))):
+            blob = layer.blobs.add()
+            if legacy:
+                blob.num, blob.channels, blob.height, blob.width = dims if arr.ndim == 1 else arr.shape
+            else:
+                blob.shape.dim.extend(arr.shape)
+            blob.data.extend(arr.ravel().tolist())
+        expected[name] = (w, b)
+    with open(path, "wb") as f:
+        f.write(net.SerializeToString())
+    return expected

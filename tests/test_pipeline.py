@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT, GLOG_minloglevel="2")
 
@@ -33,6 +35,39 @@ def test_demo_at_toy_scale_then_rerun_skips_every_step(tmp_path):
     assert again.returncode == 0
     for s in ("train single: done already", "train gwd: done already", "predict synthetic with Ours: done already"):
         assert s in again.stderr
+
+
+def test_train_two_stages_from_vgg16_then_eval(tmp_path):
+    """make train at toy scale: COCO9213-layout data, a VGG16-like caffemodel, the full nets for
+    one iteration per stage; then make eval on a benchmark with the two trained models."""
+    from data_prep.synthetic import Config, generate
+    from gwd.netio import load_net
+    from tests.helpers import write_vgg16_like
+    generate(tmp_path / "syn", Config(height=64, width=128, seed=3), 2, 1, workers=1, progress=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    os.symlink(tmp_path / "syn" / "train", data / "COCO9213")         # Image/, GroundTruth/ per class
+    os.makedirs(data / "synthetic")
+    os.symlink(tmp_path / "syn" / "test", data / "synthetic" / "test")
+    vgg = tmp_path / "vgg16.caffemodel"
+    expected = write_vgg16_like(str(vgg))
+    runs = tmp_path / "runs"
+    r = pipeline("train", "--data-root", data, "--vgg16", vgg, "--runs", runs, "--iters", 1)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "semantic block from VGG16" in r.stderr and "layers from Ours-S" in r.stderr
+    assert len(open(runs / "train_groups.jsonl").read().splitlines()) == 10   # one group per image
+    single = load_net(os.path.join(ROOT, "prototxt/single_deploy.prototxt"), runs / "single/weights.caffemodel")
+    # one SGD step at lr 1e-10 leaves the VGG16 weights where the transplant put them
+    np.testing.assert_allclose(single.params["conv3_1"][0].data, expected["conv3_1"][0], atol=1e-4)
+    group = load_net(os.path.join(ROOT, "prototxt/gwd_deploy.prototxt"), runs / "gwd/weights.caffemodel")
+    np.testing.assert_allclose(group.params["conv3_1"][0].data, expected["conv3_1"][0], atol=1e-4)
+    again = pipeline("train", "--data-root", data, "--vgg16", vgg, "--runs", runs, "--iters", 1)
+    assert again.returncode == 0 and "train gwd: done already" in again.stderr
+    r = pipeline("eval", "--dataset", "synthetic", "--data-root", data, "--runs", runs, "--engine", "opencv")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| synthetic | mF |" in r.stdout
+    r = pipeline("table", "--runs", runs)
+    assert r.returncode == 0 and (runs / "table" / "table.md").exists()
 
 
 def test_user_mistakes(tmp_path):

@@ -5,48 +5,11 @@ import numpy as np
 import pytest
 
 from gwd.errors import UserError
-from gwd.netio import caffe_pb2, load_net
+from gwd.netio import load_net
 from gwd.surgery import VGG16_CONVS, bilinear_kernel, he_init, single_to_group, transplant_vgg16
+from tests.helpers import write_vgg16_like
 
 P = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prototxt")
-VGG_SHAPES = {"conv1_1": (64, 3), "conv1_2": (64, 64), "conv2_1": (128, 64), "conv2_2": (128, 128),
-              "conv3_1": (256, 128), "conv3_2": (256, 256), "conv3_3": (256, 256),
-              "conv4_1": (512, 256), "conv4_2": (512, 512), "conv4_3": (512, 512),
-              "conv5_1": (512, 512), "conv5_2": (512, 512), "conv5_3": (512, 512)}
-
-
-def write_vgg16_like(path, seed=0, legacy=True, break_layer=None):
-    """A caffemodel with VGG16's layer names and shapes (the real 528 MB file cannot be fetched
-    here), in the old V1 format of the published file, plus an fc layer the net does not have."""
-    rng = np.random.RandomState(seed)
-    net = caffe_pb2.NetParameter(name="VGG_ILSVRC_16_layers")
-    expected = {}
-    for name in VGG16_CONVS + ("fc8",):
-        n_out, n_in = VGG_SHAPES.get(name, (10, 7))
-        k = 3 if name != "fc8" else 1
-        if name == break_layer:
-            n_in += 1
-        layer = net.layers.add() if legacy else net.layer.add()
-        layer.name = name
-        if legacy:
-            layer.type = caffe_pb2.V1LayerParameter.CONVOLUTION
-        else:
-            layer.type = "Convolution"
-        w = rng.randn(n_out, n_in, k, k).astype(np.float32)
-        b = rng.randn(n_out).astype(np.float32)
-        for arr, dims in ((w, w.shape), (b, (1, 1, 1, n_out))):
-            blob = layer.blobs.add()
-            if legacy:
-                blob.num, blob.channels, blob.height, blob.width = dims if arr.ndim == 1 else arr.shape
-            else:
-                blob.shape.dim.extend(arr.shape)
-            blob.data.extend(arr.ravel().tolist())
-        expected[name] = (w, b)
-    with open(path, "wb") as f:
-        f.write(net.SerializeToString())
-    return expected
-
-
 @pytest.mark.parametrize("legacy", [True, False])
 def test_vgg16_transplant_by_name(tmp_path, legacy):
     path = str(tmp_path / "vgg.caffemodel")
