@@ -7,7 +7,6 @@ SHELL := /bin/bash
 PYTHON_SYS ?= /usr/bin/python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export PYTHONUNBUFFERED := 1
 # glog: keep Caffe quiet unless something goes wrong
 export GLOG_minloglevel ?= 2
@@ -59,8 +58,10 @@ $(VENV)/bin/python: | $(if $(filter 0,$(APT)),,apt)
 	$(PYTHON_SYS) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 
-$(VENV)/.deps-done: requirements.txt | $(VENV)/bin/python
+# The project itself is installed editable (pyproject.toml): its packages import from anywhere.
+$(VENV)/.deps-done: requirements.txt pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
 # One stamp per CAFFE_PYTHON value, so that switching Caffe builds re-links pycaffe.
@@ -84,20 +85,20 @@ GPU_ARG := $(if $(GPU),--gpu $(GPU))
 ENGINE  ?= caffe
 
 demo: setup
-	$(PY) -m gwd.pipeline demo --runs $(RUNS)/demo
+	$(PY) -m apps.pipeline demo --runs $(RUNS)/demo
 
 train: setup
-	$(PY) -m gwd.pipeline train --data-root $(DATA_ROOT) --vgg16 $(VGG16) --runs $(RUNS) $(GPU_ARG) \
+	$(PY) -m apps.pipeline train --data-root $(DATA_ROOT) --vgg16 $(VGG16) --runs $(RUNS) $(GPU_ARG) \
 	  $(if $(ITERS),--iters $(ITERS)) $(if $(RESUME),--resume)
 
 eval: setup
-	$(PY) -m gwd.pipeline eval --dataset $(DATASET) --data-root $(DATA_ROOT) --runs $(RUNS) --engine $(ENGINE) $(GPU_ARG)
+	$(PY) -m apps.pipeline eval --dataset $(DATASET) --data-root $(DATA_ROOT) --runs $(RUNS) --engine $(ENGINE) $(GPU_ARG)
 
 baselines: setup
-	$(PY) -m gwd.pipeline baselines --dataset $(DATASET) --data-root $(DATA_ROOT) --runs $(RUNS)
+	$(PY) -m apps.pipeline baselines --dataset $(DATASET) --data-root $(DATA_ROOT) --runs $(RUNS)
 
 table: setup
-	$(PY) -m gwd.pipeline table --runs $(RUNS)
+	$(PY) -m apps.pipeline table --runs $(RUNS)
 
 # ---------------------------------------------------------------- checks
 test: setup

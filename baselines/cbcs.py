@@ -64,8 +64,8 @@ import sys
 
 import numpy as np
 
-from gwd.errors import UserError, cli
-from gwd.imageio import atomic_write_text, read_image, write_png
+from core.errors import UserError, cli
+from core.imageio import atomic_write_text, read_image, write_png
 
 from .matlab_ops import (filter_zero_padded, gaussian_kernel, gaussmf, imresize,
                          round_half_away, srgb_to_lab)
@@ -365,7 +365,7 @@ def run(dataset, out, single=False, workers=None, seed=0, groups=None, skip_done
     workers: processes, one group each at a time (default: all CPU cores); seed: k-means seed;
     groups: names of the groups to run (default all); skip_done: leave groups whose maps all
     exist; progress: show a progress bar. Returns the number of images written."""
-    from data_prep.datasets import prediction_path
+    from core.layout import prediction_path
     from tqdm import tqdm
 
     names = list(dataset.groups) if groups is None else list(groups)

@@ -15,12 +15,11 @@ import time
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from core.layout import PROJECT_ROOT as ROOT
 
-from baselines import cbcs  # noqa: E402
-from data_prep.datasets import Dataset, Item, load_dataset  # noqa: E402
-from gwd.imageio import atomic_write_bytes  # noqa: E402
+from baselines import cbcs
+from data_prep.datasets import Dataset, Item, load_dataset
+from core.imageio import atomic_write_bytes
 
 ICOSEG_DEV = pathlib.Path(os.environ.get("ICOSEG_DEV",
                                          ROOT.parent / "shared" / "datasets" / "icoseg-dev"))

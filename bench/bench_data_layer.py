@@ -12,14 +12,13 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from core.layout import PROJECT_ROOT as ROOT
 
-from data_prep.datasets import load_dataset  # noqa: E402
-from data_prep.test_groups import make_test_groups  # noqa: E402
-from gwd.grouplist import write_group_list  # noqa: E402
-from gwd.netio import caffe  # noqa: E402
-from python_layers.group_data_layer import GroupLoader, parse_params  # noqa: E402
+from data_prep.datasets import load_dataset
+from data_prep.test_groups import make_test_groups
+from core.grouplist import write_group_list
+from core.netio import caffe
+from python_layers.group_data_layer import GroupLoader, parse_params
 
 
 def main():

@@ -2,7 +2,7 @@
 
 1. One forward of one group (5 x 3 x 128 x 256) of the full group model and of Ours-S: a few
    warm-up runs, then the median of N; with the largest difference between the two outputs.
-2. End to end (`gwd.predict.write_maps`: JPEG decoding, preprocessing, forward, averaging, resizing
+2. End to end (`apps.predict.write_maps`: JPEG decoding, preprocessing, forward, averaging, resizing
    back, PNG writing) in images per second on the real iCoseg development subset, for the tiny
    and the full group model.
 
@@ -24,12 +24,12 @@ import cv2
 import numpy as np
 
 from data_prep.datasets import Dataset, load_dataset
-from gwd.netio import load_net
-from gwd.predict import CaffeEngine, OpenCVEngine, plan_groups, write_maps
-from gwd.surgery import he_init
+from core.netio import load_net
+from apps.predict import CaffeEngine, OpenCVEngine, plan_groups, write_maps
+from core.surgery import he_init
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-P = ROOT / "prototxt"
+from core.layout import PROJECT_ROOT as ROOT
+from core.layout import PROTOTXT_DIR as P
 ICOSEG_DEV = pathlib.Path(os.environ.get("ICOSEG_DEV", ROOT.parent / "shared" / "datasets" / "icoseg-dev"))
 
 
@@ -96,7 +96,7 @@ def forward_rows(tmp, runs, warmup):
     rng = np.random.RandomState(0)
     blob = rng.uniform(-100, 100, (5, 3, 128, 256)).astype(np.float32)
     rows = []
-    for label, name in (("group model (Ours)", "gwd"), ("Ours-S", "single")):
+    for label, name in (("group model (Ours)", "group"), ("Ours-S", "single")):
         proto = P / f"{name}_deploy.prototxt"
         w = random_weights(proto, tmp / f"{name}.caffemodel", seed=1)
         cf = CaffeEngine(proto, w)
@@ -116,8 +116,8 @@ def e2e_rows(tmp, full_groups):
         return []
     ds = load_dataset("icoseg", ICOSEG_DEV)
     rows = []
-    for label, proto, n_groups in (("tiny group model, 64x128", P / "tiny" / "gwd_deploy.prototxt", None),
-                                   ("full group model, 128x256", P / "gwd_deploy.prototxt", full_groups)):
+    for label, proto, n_groups in (("tiny group model, 64x128", P / "tiny" / "group_deploy.prototxt", None),
+                                   ("full group model, 128x256", P / "group_deploy.prototxt", full_groups)):
         sub = ds if n_groups is None else Dataset(ds.name, ds.root, dict(list(ds.groups.items())[:n_groups]))
         w = random_weights(proto, tmp / "e2e.caffemodel", seed=2)
         speeds = {}

@@ -11,12 +11,11 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from core.layout import PROJECT_ROOT as ROOT
 
-from gwd.netio import caffe, caffe_pb2, read_prototxt  # noqa: E402
-from gwd.train import model_files, write_solver, write_train_net  # noqa: E402
-from tests.helpers import write_toy_groups  # noqa: E402
+from core.netio import caffe, caffe_pb2, read_prototxt
+from apps.train import model_files, write_solver, write_train_net
+from core.toydata import write_toy_groups
 
 
 def rate(model, tiny, iters, tmp):
@@ -44,7 +43,7 @@ def main():
     print(f"pycaffe CPU training, one group of 5 per iteration, {os.cpu_count()} CPUs\n")
     print("| model | input | iterations/s | s/iteration |\n|---|---|---|---|")
     for tiny, iters in ((True, args.tiny_iters), (False, args.full_iters)):
-        for model in ("single", "gwd"):
+        for model in ("single", "group"):
             r = rate(model, tiny, iters, tmp)
             size = "64x128" if tiny else "128x256"
             print(f"| {'tiny ' if tiny else ''}{'Ours-S' if model == 'single' else 'Ours'} | {size} | {r:.2f} | {1 / r:.3f} |")

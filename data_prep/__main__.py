@@ -7,10 +7,11 @@ import argparse
 import importlib
 import sys
 
-from gwd.errors import cli
+from core.errors import cli
 
 COMMAND_MODULES = (
-    "data_prep.datasets",      # summary, msrc-convert
+    "data_prep.datasets",      # summary
+    "data_prep.msrc",          # msrc-convert
     "data_prep.test_groups",   # groups
     "data_prep.coco9213",      # coco9213
     "data_prep.descriptors",   # descriptors

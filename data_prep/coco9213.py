@@ -34,8 +34,8 @@ import warnings
 
 import numpy as np
 
-from gwd.errors import UserError
-from gwd.imageio import atomic_write_bytes, atomic_write_text, write_png
+from core.errors import UserError
+from core.imageio import atomic_write_bytes, atomic_write_text, write_png
 
 SELECTION = "selection.json"
 

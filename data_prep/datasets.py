@@ -5,17 +5,26 @@
 
 `Item.image` and `Item.mask` are paths relative to `Dataset.root`; `mask` is None for an image
 without ground truth. Predicted maps for an item live at `<out>/<group>/<name>.png`, the layout
-that prediction, the baselines and the evaluation share (see `prediction_path`).
+that prediction, the baselines and the evaluation share (see `core.layout.prediction_path`).
 
 READERS maps each dataset name to its reader; readers are filled in below this interface.
 """
 import collections
 import dataclasses
+import functools
+import hashlib
 import os
 import pathlib
 from typing import Optional
 
-from gwd.errors import UserError
+import cv2
+import numpy as np
+
+from core.errors import UserError
+from core.imageio import is_image_file
+
+# The header probe's names are part of this module's interface (issue names, FileInfo).
+from .imagefiles import EMPTY_FILE, EXT_KIND, UNREADABLE, FileInfo, probe_image  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,11 +56,6 @@ class Dataset:
         if self.issues:
             s += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.issues.items())) + ")"
         return s
-
-
-def prediction_path(out_dir, item):
-    """Where a method's saliency map for `item` is stored (8-bit PNG)."""
-    return pathlib.Path(out_dir) / item.group / f"{item.name}.png"
 
 
 READERS = {}   # name -> callable(root: pathlib.Path) -> Dataset
@@ -102,7 +106,7 @@ ranked by SHA-256 of "<group>/<image stem>" and the 5 first are kept (all of the
 fewer than 5 masked images). The rule depends on nothing but the names, so the subset is the same
 on every machine and for every copy of iCoseg.
 
-MSRC-v2 raw (`convert_msrc_raw`): images are grouped by the number before the first '_' of their
+MSRC-v2 raw (`data_prep.msrc.convert_msrc_raw`): images are grouped by the number before the first '_' of their
 name (the 20 image classes of the release). Ground truths are colour-coded with the 21-class
 MSRC-v2 palette (MSRC_CLASSES); void, and horse and mountain (dropped from MSRC-v2's 21 classes),
 are ignored. The group's object class is the class with the most pixels over the group's ground
@@ -124,23 +128,11 @@ files whose data is cut short (a JPEG without its end marker after the last scan
 IEND), which the header check cannot see.
 """
 
-import functools
-import hashlib
-import json
-import struct
-
-import cv2
-import numpy as np
-
-from gwd.imageio import atomic_write_bytes, atomic_write_text, is_image_file, read_image, write_png
-
 IMAGE_DIRS = ("images", "image", "img", "imgs")
 MASK_DIRS = ("ground_truth", "groundtruth", "gt", "gts", "binary", "masks", "mask")
 
 # Issue names (the keys of Dataset.issues), one place so that readers and tests agree.
 NON_IMAGE = "non-image files skipped"
-EMPTY_FILE = "empty files"
-UNREADABLE = "unreadable files"
 TRUNCATED = "truncated files"
 WRONG_EXT = "content does not match extension"
 NO_MASK = "images without mask"
@@ -154,98 +146,6 @@ NESTED = "nested folders skipped"
 OUTSIDE = "images outside group folders"
 EMPTY_GROUP = "empty groups"
 NO_MASK_DIR = "mask folder missing"
-
-
-# ---------------------------------------------------------------- cheap header probe
-@dataclasses.dataclass(frozen=True)
-class FileInfo:
-    """What a file's header says. width/height are None where the format is not parsed."""
-    kind: str                    # jpeg, png, bmp, tiff, webp, pnm
-    width: Optional[int] = None
-    height: Optional[int] = None
-    bits: Optional[int] = None   # PNG bit depth per sample, BMP bits per pixel
-    palette: bool = False        # PNG colour type 3
-
-
-_EXT_KIND = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".bmp": "bmp", ".tif": "tiff",
-             ".tiff": "tiff", ".webp": "webp", ".ppm": "pnm", ".pgm": "pnm"}
-# JPEG start-of-frame markers (C4 DHT, C8 JPG, CC DAC are not frames)
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_frame(f):
-    """(width, height) from the first SOF segment, walking the marker segments; None if the
-    header ends or breaks before one."""
-    f.seek(2)
-    while True:
-        b = f.read(1)
-        if b != b"\xff":
-            return None
-        m = f.read(1)
-        while m == b"\xff":          # fill bytes
-            m = f.read(1)
-        if not m:
-            return None
-        m = m[0]
-        if m == 0x01 or 0xD0 <= m <= 0xD8:   # markers without a length
-            continue
-        if m in (0xD9, 0xDA):                # image data or end before any frame header
-            return None
-        seg = f.read(2)
-        if len(seg) < 2:
-            return None
-        n = struct.unpack(">H", seg)[0]
-        if m in _SOF:
-            d = f.read(5)
-            if len(d) < 5:
-                return None
-            _, h, w = struct.unpack(">BHH", d)
-            return w, h
-        if n < 2:
-            return None
-        f.seek(n - 2, 1)
-
-
-def probe_image(path):
-    """Check a file's header without decoding its pixels.
-
-    path: the file. Returns (FileInfo, None) for an image, or (None, issue) where issue is
-    EMPTY_FILE or UNREADABLE (not an image, or a header cut short)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(32)
-            if not head:
-                return None, EMPTY_FILE
-            if head[:3] == b"\xff\xd8\xff":
-                wh = _jpeg_frame(f)
-                if wh is None:
-                    return None, UNREADABLE
-                w, h = wh
-                return FileInfo("jpeg", w or None, h or None), None
-    except OSError:
-        return None, UNREADABLE
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        if len(head) < 26 or head[12:16] != b"IHDR":
-            return None, UNREADABLE
-        w, h = struct.unpack(">II", head[16:24])
-        return FileInfo("png", w, h, bits=head[24], palette=head[25] == 3), None
-    if head[:2] == b"BM":
-        if len(head) < 30:
-            return None, UNREADABLE
-        dib = struct.unpack("<I", head[14:18])[0]
-        if dib == 12:   # OS/2 BITMAPCOREHEADER
-            w, h, _, bpp = struct.unpack("<HHHH", head[18:26])
-        else:
-            w, h = struct.unpack("<ii", head[18:26])
-            bpp = struct.unpack("<H", head[28:30])[0]
-        return FileInfo("bmp", abs(w), abs(h), bits=bpp), None
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return FileInfo("tiff"), None
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return FileInfo("webp"), None
-    if head[:1] == b"P" and head[1:2] in b"1234567" and len(head) > 2:
-        return FileInfo("pnm"), None
-    return None, UNREADABLE
 
 
 # ---------------------------------------------------------------- folder scanning
@@ -278,7 +178,7 @@ def _scan_files(folder, issues, prefer_lossless=False):
         if problem:
             issues[problem] += 1
             continue
-        if _EXT_KIND.get(p.suffix.lower()) != info.kind:
+        if EXT_KIND.get(p.suffix.lower()) != info.kind:
             issues[WRONG_EXT] += 1
         if p.stem in found:
             issues[DUPLICATE] += 1
@@ -451,144 +351,15 @@ def read_icoseg5(root, k=5):
     return ds
 
 
-# ---------------------------------------------------------------- MSRC-v2 raw release
-# The MSRC-v2 ground-truth colour table (RGB); horse and mountain are not among MSRC-v2's 21
-# classes and are treated like void.
-MSRC_CLASSES = {
-    (0, 0, 0): "void", (128, 0, 0): "building", (0, 128, 0): "grass", (128, 128, 0): "tree",
-    (0, 0, 128): "cow", (128, 0, 128): "horse", (0, 128, 128): "sheep", (128, 128, 128): "sky",
-    (64, 0, 0): "mountain", (192, 0, 0): "aeroplane", (64, 128, 0): "water",
-    (192, 128, 0): "face", (64, 0, 128): "car", (192, 0, 128): "bicycle",
-    (64, 128, 128): "flower", (192, 128, 128): "sign", (0, 64, 0): "bird", (128, 64, 0): "book",
-    (0, 192, 0): "chair", (128, 64, 128): "road", (0, 192, 128): "cat", (128, 192, 128): "dog",
-    (64, 64, 0): "body", (192, 64, 0): "boat",
-}
-IGNORED_CLASSES = frozenset({"void", "horse", "mountain"})
-BACKGROUND_CLASSES = frozenset({"grass", "tree", "sky", "water", "road"})
-MSRC_CONVERTED = "cosal"              # default output folder of convert_msrc_raw, under the root
-MSRC_MARKER = "msrc_conversion.json"  # written last: its presence means a complete conversion
-
-
-def msrc_labels(gt_bgr):
-    """Class names -> boolean masks of one colour-coded ground truth (uint8 BGR, as cv2 reads).
-    Returns (dict name -> mask, number of pixels whose colour is not in MSRC_CLASSES)."""
-    code = (gt_bgr[..., 2].astype(np.int32) << 16) | (gt_bgr[..., 1].astype(np.int32) << 8) \
-        | gt_bgr[..., 0].astype(np.int32)
-    out = {}
-    known = np.zeros(code.shape, bool)
-    for (r, g, b), name in MSRC_CLASSES.items():
-        m = code == ((r << 16) | (g << 8) | b)
-        known |= m
-        if name not in IGNORED_CLASSES and m.any():
-            out[name] = m
-    return out, int((~known).sum())
-
-
-def _read_bgr(path):
-    try:
-        return read_image(path)
-    except UserError:
-        return None
-
-
-def convert_msrc_raw(root, out_dir=None, progress=True):
-    """Write the co-saliency layout of a raw MSRC-v2 release (rule in the module docstring).
-
-    root: the release folder (Images/*.bmp, GroundTruth/*_GT.bmp). out_dir: where to write
-    images/<group>/<name>.bmp (copied unchanged) and ground_truth/<group>/<name>.png (0/255);
-    default <root>/cosal, where the 'msrc-raw' reader looks. progress: show a progress bar.
-    Returns (Dataset of the written layout, {group: class}). Files are written atomically and
-    the marker file last, so an interrupted conversion is never taken for a complete one."""
-    from tqdm import tqdm
-
-    root = pathlib.Path(os.path.expanduser(str(root)))
-    out_dir = pathlib.Path(out_dir) if out_dir is not None else root / MSRC_CONVERTED
-    img_dir, gt_dir = _find_dir(root, ("images",)), _find_dir(root, ("groundtruth",))
-    if img_dir is None or gt_dir is None:
-        raise UserError(f"{root}: not a raw MSRC-v2 release (expected Images/*.bmp and "
-                        "GroundTruth/*_GT.bmp)")
-    issues = collections.Counter()
-    images = _scan_files(img_dir, issues)
-    gts = _match_masks(_scan_files(gt_dir, issues, prefer_lossless=True), images, issues)
-    issues[NO_IMAGE] += sum(1 for s in gts if s not in images)
-    by_group = collections.defaultdict(list)
-    for stem in sorted(images):
-        prefix = stem.split("_", 1)[0]
-        if not prefix.isdigit():
-            issues[OUTSIDE] += 1
-            continue
-        if stem not in gts:
-            issues[NO_MASK] += 1
-            continue
-        by_group[int(prefix)].append(stem)
-
-    # Pass 1: pixels per class and image, and each group's object class. Ground truths are
-    # decoded again in pass 2 rather than kept: 591 images x their classes would not be small.
-    pixels, classes = {}, {}
-    work = [(g, s) for g in sorted(by_group) for s in by_group[g]]
-    for g, stem in tqdm(work, desc="msrc: reading ground truths", disable=not progress or None):
-        gt = _read_bgr(gts[stem][0])
-        if gt is None:
-            issues[UNREADABLE] += 1
-            continue
-        lab, unknown = msrc_labels(gt)
-        if unknown:
-            issues["ground truths with unknown colours"] += 1
-        pixels[stem] = {c: int(m.sum()) for c, m in lab.items()}
-    for g in sorted(by_group):
-        counts = collections.Counter()
-        for stem in by_group[g]:
-            for cls, n in pixels.get(stem, {}).items():
-                if cls not in BACKGROUND_CLASSES:
-                    counts[cls] += n
-        if counts:   # most pixels; ties to the name first in order
-            classes[g] = min(counts, key=lambda c: (-counts[c], c))
-        else:
-            issues["groups without an object class"] += 1
-
-    # Pass 2: write images and masks.
-    written = {}
-    for g, stem in tqdm(work, desc="msrc: writing", disable=not progress or None):
-        if g not in classes or stem not in pixels:
-            continue
-        if not pixels[stem].get(classes[g]):
-            issues["images without the group's object"] += 1
-            continue
-        mask = msrc_labels(_read_bgr(gts[stem][0]))[0][classes[g]]
-        group = f"{g:02d}_{classes[g]}"
-        src = images[stem][0]
-        atomic_write_bytes(out_dir / "images" / group / src.name, src.read_bytes())
-        write_png(out_dir / "ground_truth" / group / f"{stem}.png", mask.astype(np.uint8) * 255)
-        written.setdefault(group, []).append(stem)
-    names = {f"{g:02d}_{c}": c for g, c in classes.items()}
-    atomic_write_text(out_dir / MSRC_MARKER, json.dumps({
-        "source": str(root), "groups": names, "images": {g: len(v) for g, v in written.items()},
-        "issues": dict(sorted(issues.items())),
-        "rule": "object class = most frequent non-background, non-void class of the group"},
-        indent=1, ensure_ascii=False) + "\n")
-    ds = read_paired("msrc-raw", out_dir)
-    ds.issues.update(issues)
-    return ds, names
-
-
-def read_msrc_raw(root):
-    """The raw MSRC-v2 release through its converted co-saliency layout at <root>/cosal.
-    Item paths stay relative to root (cosal/images/...)."""
-    conv = root / MSRC_CONVERTED
-    if not (conv / MSRC_MARKER).is_file():
-        raise UserError(f"{root}: no converted MSRC-v2 layout at {conv}; run "
-                        f"`python -m data_prep msrc-convert --root {root}` first")
-    ds = read_paired("msrc-raw", conv)
-    groups = {g: [Item(it.group, it.name, f"{MSRC_CONVERTED}/{it.image}",
-                       f"{MSRC_CONVERTED}/{it.mask}" if it.mask else None) for it in items]
-              for g, items in ds.groups.items()}
-    return Dataset("msrc-raw", root, groups, ds.issues)
+def _read_msrc_raw(root):
+    from .msrc import read_msrc_raw     # data_prep.msrc builds on this module
+    return read_msrc_raw(root)
 
 
 for _n in ("icoseg", "msrc", "cosal2015", "coca", "cosod3k", "coco9213", "synthetic"):
     READERS[_n] = functools.partial(read_paired, _n)
 READERS["icoseg5"] = read_icoseg5
-READERS["msrc-raw"] = read_msrc_raw
+READERS["msrc-raw"] = _read_msrc_raw
 READERS["folder"] = read_folder
 
 
@@ -651,7 +422,7 @@ def verify_dataset(ds, progress=True):
 
 # ---------------------------------------------------------------- command line
 def register(subparsers):
-    """Add the `summary` and `msrc-convert` commands to the data_prep command line."""
+    """Add the `summary` command to the data_prep command line."""
     p = subparsers.add_parser("summary", help="read a dataset and print its one-line summary",
                               description="Read a dataset and print what was read and every "
                               "quirk found, counted. Datasets: " + ", ".join(dataset_names()))
@@ -660,16 +431,6 @@ def register(subparsers):
     p.add_argument("--verify", action="store_true",
                    help="decode every file completely (slow) instead of checking headers")
     p.set_defaults(func=_cmd_summary)
-
-    p = subparsers.add_parser("msrc-convert", help="write the co-saliency layout of a raw "
-                              "MSRC-v2 release (read as dataset 'msrc-raw')",
-                              description="Turn the colour-coded class ground truths of the raw "
-                              "MSRC-v2 release into one binary mask per image of its group's "
-                              "object class.")
-    p.add_argument("--root", required=True, help="the raw release (Images/, GroundTruth/)")
-    p.add_argument("--out", help=f"output folder (default: <root>/{MSRC_CONVERTED}, where the "
-                   "'msrc-raw' reader looks)")
-    p.set_defaults(func=_cmd_msrc_convert)
 
 
 def load_for_cli(args):
@@ -690,14 +451,4 @@ def _cmd_summary(args):
     ds = load_dataset(args.dataset, args.root)
     if args.verify:
         ds = verify_dataset(ds)
-    print(ds.summary())
-
-
-def _cmd_msrc_convert(args):
-    root = pathlib.Path(os.path.expanduser(args.root))
-    if not root.is_dir():
-        raise UserError(f"{root}: folder not found")
-    ds, classes = convert_msrc_raw(root, args.out)
-    for g in sorted(classes):
-        print(f"{g}: {len(ds.groups.get(g, []))} images")
     print(ds.summary())

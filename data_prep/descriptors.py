@@ -49,8 +49,8 @@ import cv2
 import numpy as np
 import scipy.fft
 
-from gwd.errors import UserError
-from gwd.imageio import read_image
+from core.errors import UserError
+from core.imageio import read_image
 
 SIZE = 256             # GIST works on SIZE x SIZE grayscale
 PAD = 32               # mirror padding against the FFT's circular wrap

@@ -62,8 +62,8 @@ import sys
 import cv2
 import numpy as np
 
-from gwd.errors import UserError
-from gwd.imageio import atomic_write_text, write_png
+from core.errors import UserError
+from core.imageio import atomic_write_text, write_png
 
 GENERATOR = "gwd-synthetic-cosal"
 VERSION = 1

@@ -63,7 +63,7 @@ def make_test_groups(dataset, k=5, seed=0):
 
     dataset: the Dataset; k: images per group; seed: the draw's seed. Returns a list of dicts
     {"group", "images", "masks"} (paths relative to dataset.root) for
-    gwd.grouplist.write_group_list; "masks" is None (omitted from the file) when no image of the
+    core.grouplist.write_group_list; "masks" is None (omitted from the file) when no image of the
     dataset has a mask, otherwise it has one entry per image, null where that image has none."""
     with_masks = any(it.mask is not None for it in dataset.items())
     out = []
@@ -93,8 +93,8 @@ def register(subparsers):
 
 
 def _cmd_groups(args):
-    from gwd.errors import UserError
-    from gwd.grouplist import write_group_list
+    from core.errors import UserError
+    from core.grouplist import write_group_list
     from .datasets import load_for_cli
 
     if args.group_size < 1:

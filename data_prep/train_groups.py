@@ -26,8 +26,8 @@ import sys
 
 import numpy as np
 
-from gwd.errors import UserError
-from gwd.grouplist import write_group_list
+from core.errors import UserError
+from core.grouplist import write_group_list
 
 RERANK_EXTRA = 8           # extra float32 candidates re-ranked exactly
 CHUNK_BYTES = 256 << 20    # memory for one chunk of float32 distances

@@ -14,8 +14,8 @@ import argparse
 import os
 import sys
 
-from gwd.errors import UserError, cli
-from gwd.imageio import atomic_write_bytes
+from core.errors import UserError, cli
+from core.imageio import atomic_write_bytes
 
 from . import report
 from .results import dumps, load_results, make_results, merge_results

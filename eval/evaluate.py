@@ -7,9 +7,9 @@ import sys
 import cv2
 import numpy as np
 
-from data_prep.datasets import prediction_path
-from gwd.errors import UserError
-from gwd.imageio import read_gray, read_mask
+from core.layout import prediction_path
+from core.errors import UserError
+from core.imageio import read_gray, read_mask
 
 from . import paper
 from .metrics import MetricAccumulator, binarize_gt, image_metrics

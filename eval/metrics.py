@@ -67,7 +67,7 @@ def binarize_gt(gt):
     """Ground truth as bool: foreground where the mask is above half its range.
 
     Parameters: gt -- bool array, uint8 array (0..255) or float array in [0, 1] (as
-    gwd.imageio.read_mask returns). Float masks are mapped to 8 bits first, so that the rule
+    core.imageio.read_mask returns). Float masks are mapped to 8 bits first, so that the rule
     is PySODMetrics' `gt > 128` whatever the encoding.
     """
     gt = np.asarray(gt)

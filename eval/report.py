@@ -247,8 +247,8 @@ def plot_visual_grid(dataset, methods, items, height=110):
     items -- Items with ground truth; height -- thumbnail height in pixels."""
     import cv2
 
-    from data_prep.datasets import prediction_path
-    from gwd.imageio import read_image, read_mask
+    from core.layout import prediction_path
+    from core.imageio import read_image, read_mask
 
     from .evaluate import load_prediction, resize_to
 

@@ -15,7 +15,7 @@ the same method on the same dataset and convention twice is an error.
 """
 import json
 
-from gwd.errors import UserError
+from core.errors import UserError
 
 from .metrics import DEFINITIONS
 

@@ -5,7 +5,7 @@ Tops
     label  (K, 1, height, width)  float32 ground truth in [0, 1]
 
 param_str is a JSON object (never evaluated as Python). Keys:
-    group_list   (required) JSON Lines file of groups, see gwd.grouplist; every group needs masks
+    group_list   (required) JSON Lines file of groups, see core.grouplist; every group needs masks
     data_root    folder the paths in the list are relative to (default: the list's folder)
     group_size   K, images per group; every group must have exactly K (default 5)
     height       input height (default 128)
@@ -23,7 +23,7 @@ param_str is a JSON object (never evaluated as Python). Keys:
 Relative group_list and data_root paths are taken relative to the current directory.
 Decoding runs ahead in a thread pool; forward() only copies a ready group into the tops.
 Bad input (malformed JSON, unknown keys, a group of the wrong size, a missing or unreadable file)
-raises gwd.errors.UserError naming the file, in setup() where it can be checked up front (list
+raises core.errors.UserError naming the file, in setup() where it can be checked up front (list
 format, group sizes, file existence), otherwise in the forward() that needed the file.
 """
 import collections
@@ -36,10 +36,10 @@ import warnings
 import caffe
 import numpy as np
 
-from gwd.errors import UserError
-from gwd.grouplist import read_group_list
-from gwd.imageio import read_image, read_mask
-from gwd.preprocess import VGG_MEAN_BGR, image_to_blob, mask_to_blob
+from core.errors import UserError
+from core.grouplist import read_group_list
+from core.imageio import read_image, read_mask
+from core.preprocess import VGG_MEAN_BGR, image_to_blob, mask_to_blob
 
 DEFAULTS = {"data_root": None, "group_size": 5, "height": 128, "width": 256, "mean": list(VGG_MEAN_BGR),
             "shuffle": True, "seed": 0, "skip": 0, "prefetch": 8, "workers": 2, "cache": False}

@@ -124,7 +124,7 @@ start=$(date +%s)
 make -j"$jobs" caffe pycaffe > make.log 2>&1 || { tail -40 make.log >&2; log "build failed: $dest/build/make.log"; exit 1; }
 log "compiled in $(( $(date +%s) - start )) s"
 if [ "$cuda" = 1 ]; then
-  # Read by gwd/device.py: which GPU architectures this build can run on.
+  # Read by core/device.py: which GPU architectures this build can run on.
   printf '{"variant": "%s", "cuda_arch_bin": "%s", "cuda_arch_ptx": "%s", "nccl": "%s"}\n' \
     "$variant" "$cuda_arch_bin" "$cuda_arch_ptx" "${USE_NCCL:-OFF}" > "$dest/src/python/gwd-caffe-build.json"
 fi

@@ -10,7 +10,7 @@
 #   scripts/reproduce.sh [--dry-run]     (--dry-run: check the inputs, print the plan, run nothing)
 #
 # Environment (make reproduce passes these): DATA_ROOT (the datasets, one folder each, named as
-# gwd/pipeline.py's DATASETS says), VGG16 (VGG_ILSVRC_16_layers.caffemodel), GPU (GPU id; empty:
+# apps/pipeline.py's DATASETS says), VGG16 (VGG_ILSVRC_16_layers.caffemodel), GPU (GPU id; empty:
 # CPU), RUNS (results), MAKE, PYTHON (the project's venv python).
 # Resumable: a finished step leaves $RUNS/.reproduce/<step>.done and is skipped on a rerun (delete
 # the file to redo that step); an interrupted training continues from its last snapshot.
@@ -40,9 +40,9 @@ case "$mflags" in -*|"") ;; *[nq]*) dry_run=1 ;; esac
 
 # Each dataset's folder under DATA_ROOT, from the pipeline itself (one list for both).
 if ! folders=$(cd "$here" && "$PYTHON" -c \
-    'from gwd.pipeline import DATASETS
-for k, v in DATASETS.items(): print(k, v[0])' 2>&1); then
-  echo "reproduce: cannot read the dataset folders from gwd/pipeline.py with $PYTHON (run make setup): $folders" >&2
+    'from core.layout import DATASET_FOLDERS
+for k, v in DATASET_FOLDERS.items(): print(k, v)' 2>&1); then
+  echo "reproduce: cannot read the dataset folders from apps/pipeline.py with $PYTHON (run make setup): $folders" >&2
   exit 2
 fi
 declare -A FOLDER
@@ -79,7 +79,7 @@ find_subdir() {
 
 check_dataset() {  # key
   local key=$1 name layout source other images
-  local dir="$DATA_ROOT/${FOLDER[$key]:?gwd/pipeline.py names no folder for $key}"
+  local dir="$DATA_ROOT/${FOLDER[$key]:?apps/pipeline.py names no folder for $key}"
   IFS='|' read -r name layout source <<< "${INFO[$key]}"
   local hint="      expected: $dir/$layout"$'\n'"      get it from: $source"
   if [ ! -d "$dir" ]; then
@@ -113,8 +113,8 @@ else
 fi
 
 if [ -n "$GPU" ]; then
-  # Caffe aborts the process on an unusable GPU; ask the driver first (gwd/device.py).
-  if ! msg=$(cd "$here" && "$PYTHON" -m gwd.device --gpu "$GPU" 2>&1); then
+  # Caffe aborts the process on an unusable GPU; ask the driver first (core/device.py).
+  if ! msg=$(cd "$here" && "$PYTHON" -m core.device --gpu "$GPU" 2>&1); then
     problem "${msg#error: }"
   else
     echo "reproduce: $msg" >&2

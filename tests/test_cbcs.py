@@ -238,8 +238,9 @@ def test_maps_come_back_at_each_image_size():
 # ---------------------------------------------------------------- command line, real data
 
 def test_cli_one_real_group(icoseg_dev, tmp_path, capsys):
-    from data_prep.datasets import load_dataset, prediction_path
-    from gwd.imageio import read_gray, read_image, read_mask
+    from core.layout import prediction_path
+    from data_prep.datasets import load_dataset
+    from core.imageio import read_gray, read_image, read_mask
 
     ds = load_dataset("icoseg", icoseg_dev)
     group = min(ds.groups, key=lambda g: (len(ds.groups[g]), g))
@@ -291,8 +292,9 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
 
 
 def test_run_gives_the_same_maps_with_one_or_two_workers(tmp_path):
-    from data_prep.datasets import Dataset, Item, prediction_path
-    from gwd.imageio import write_png
+    from core.layout import prediction_path
+    from data_prep.datasets import Dataset, Item
+    from core.imageio import write_png
 
     groups = {}
     for g in ("first group", "second, group!"):

@@ -13,10 +13,10 @@ from pycocotools import mask as mask_utils
 
 from data_prep.coco9213 import allocate, build_coco9213
 from data_prep.datasets import load_dataset
-from gwd.errors import UserError
-from gwd.imageio import read_mask
+from core.errors import UserError
+from core.imageio import read_mask
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from core.layout import PROJECT_ROOT as ROOT
 H, W = 30, 40          # image area 1200 px: min_fraction 0.10 means a 120 px instance
 
 
@@ -133,7 +133,7 @@ def test_build_refuses_a_folder_of_another_selection(tmp_path):
 
 def test_cli(tmp_path):
     coco_root, ann = write_coco(tmp_path)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ)
     cmd = [sys.executable, "-m", "data_prep", "coco9213", "--coco-root", str(coco_root),
            "--annotations", str(ann), "--out", str(tmp_path / "out"), "--groups", "2",
            "--images", "4"]

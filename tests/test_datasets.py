@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from data_prep import datasets as D
-from gwd.errors import UserError
-from gwd.imageio import read_mask
+from data_prep import msrc
+from core.errors import UserError
+from core.imageio import read_mask
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from core.layout import PROJECT_ROOT as ROOT
 RNG = np.random.default_rng(0)
 
 
@@ -246,7 +247,7 @@ def test_loader_errors(tmp_path):
 # ---------------------------------------------------------------- MSRC-v2 raw release
 def _msrc_gt(h, w, regions):
     """regions: [(class name, (y0, y1, x0, x1))] painted on grass, in order (BGR image)."""
-    colour = {n: rgb for rgb, n in D.MSRC_CLASSES.items()}
+    colour = {n: rgb for rgb, n in msrc.MSRC_CLASSES.items()}
     gt = np.zeros((h, w, 3), np.uint8)
     gt[:] = colour["grass"][::-1]
     for name, (y0, y1, x0, x1) in regions:
@@ -274,7 +275,7 @@ def test_msrc_raw_conversion(tmp_path):
     with pytest.raises(UserError, match="not in group sub-folders.*msrc-convert"):
         D.load_dataset("msrc", raw)
 
-    conv, classes = D.convert_msrc_raw(raw, progress=False)
+    conv, classes = msrc.convert_msrc_raw(raw, progress=False)
     assert classes == {"01_cow": "cow", "10_car": "car"}
     ds = D.load_dataset("msrc-raw", raw)
     assert ds.root == raw
@@ -327,7 +328,7 @@ def test_icoseg_dev(icoseg_dev):
 
 # ---------------------------------------------------------------- command line
 def run_cli(*args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ)
     return subprocess.run([sys.executable, "-m", "data_prep", *map(str, args)],
                           capture_output=True, text=True, env=env, cwd=ROOT)
 

@@ -160,7 +160,7 @@ def test_cache_of_another_version_is_ignored(tmp_path):
 
 
 def test_unreadable_image_is_a_user_error(tmp_path):
-    from gwd.errors import UserError
+    from core.errors import UserError
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"<html>not an image</html>")
     with pytest.raises(UserError, match="bad.jpg"):
@@ -168,7 +168,7 @@ def test_unreadable_image_is_a_user_error(tmp_path):
 
 
 def test_descriptors_computed_before_an_error_are_kept_in_the_cache(tmp_path):
-    from gwd.errors import UserError
+    from core.errors import UserError
     good = _write_images(tmp_path, 2)
     bad = tmp_path / "imgs" / "zz broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")

@@ -1,4 +1,4 @@
-"""gwd.device: telling a CPU-only pycaffe from a CUDA one, the driver check, CPU/GPU mode."""
+"""core.device: telling a CPU-only pycaffe from a CUDA one, the driver check, CPU/GPU mode."""
 import ctypes
 import glob
 import json
@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from gwd import device
-from gwd.errors import UserError
+from core import device
+from core.errors import UserError
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from core.layout import PROJECT_ROOT as ROOT
 CUDA_LIBDIRS = [pathlib.Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / d for d in ("lib64", "lib")]
 
 
@@ -209,13 +209,13 @@ def test_select_mode_gpu_without_gpu_raises(tmp_path):
 
 def test_cli_exit_status(tmp_path):
     _caffe_or_skip()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-m", "gwd.device"], capture_output=True, text=True, env=env, cwd=ROOT)
+    env = dict(os.environ)
+    r = subprocess.run([sys.executable, "-m", "core.device"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert re.search(r"pycaffe at .*: (CPU-only|CUDA) build", r.stdout)
     if not _has_driver():
         assert "no usable GPU: no NVIDIA driver" in r.stdout
-        r = subprocess.run([sys.executable, "-m", "gwd.device", "--gpu", "0"], capture_output=True,
+        r = subprocess.run([sys.executable, "-m", "core.device", "--gpu", "0"], capture_output=True,
                            text=True, env=env, cwd=ROOT)
         assert r.returncode == 2
         assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
@@ -238,10 +238,10 @@ def test_real_cuda_build(tmp_path):
         with pytest.raises(UserError, match=r"libcuda\.so\.1 not found"):
             device.check_gpu(0, b.caffe_dir)
     # a second Caffe cannot be loaded into this process: run the tiny net in a child
-    code = ("import sys, pathlib; sys.path.insert(0, sys.argv[1]); import caffe; from gwd import device; "
+    code = ("import sys, pathlib; sys.path.insert(0, sys.argv[1]); import caffe; from core import device; "
             "import tests.test_device as t; print(device.select_mode(None)); "
             "print(t._run_tiny_net(caffe, pathlib.Path(sys.argv[2])).tolist()); print(caffe.__file__)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), GLOG_minloglevel="2")
+    env = dict(os.environ, GLOG_minloglevel="2")
     r = subprocess.run([sys.executable, "-c", code, str(build / "src" / "python"), str(tmp_path)],
                        capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr

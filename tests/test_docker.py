@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from core.layout import PROJECT_ROOT as ROOT
 DOCKERFILE = ROOT / "Dockerfile"
 REPRODUCE = ROOT / "scripts" / "reproduce.sh"
 VGG16_BYTES = 553432081   # size of VGG_ILSVRC_16_layers.caffemodel
@@ -109,8 +109,8 @@ def reproduce(tmp_path, *args, gpu="", data=None, vgg16=None):
 
 def folder(key):
     """The dataset's folder name under DATA_ROOT, as the pipeline reads it."""
-    from gwd.pipeline import DATASETS
-    return DATASETS[key][0]
+    from core.layout import DATASET_FOLDERS
+    return DATASET_FOLDERS[key]
 
 
 def make_inputs(root, skip=()):

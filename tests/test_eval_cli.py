@@ -7,11 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep.datasets import load_dataset, prediction_path
+from core.layout import prediction_path
+from data_prep.datasets import load_dataset
 from eval import metrics as M
 from eval.__main__ import main
 from eval.evaluate import evaluate, load_prediction, resize_to
-from gwd.imageio import read_mask
+from core.imageio import read_mask
 
 GROUPS = {"g1 cats!": ["a", "b", "c"], "g2, dogs": ["d", "e"]}
 NO_GT = ("g2, dogs", "e")      # an image without ground truth

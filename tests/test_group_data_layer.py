@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from gwd.errors import UserError
-from gwd.grouplist import write_group_list
-from gwd.netio import caffe
-from gwd.preprocess import VGG_MEAN_BGR
+from core.errors import UserError
+from core.grouplist import write_group_list
+from core.netio import caffe
+from core.preprocess import VGG_MEAN_BGR
 from python_layers.group_data_layer import GroupLoader, parse_params
-from tests.helpers import write_toy_groups
+from core.toydata import write_toy_groups
 
 
 def data_net(tmp_path, **params):

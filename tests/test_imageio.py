@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gwd.errors import UserError
-from gwd.imageio import read_image, read_mask, write_png
+from core.errors import UserError
+from core.imageio import read_image, read_mask, write_png
 
 
 def palette_png(path, index, palette):
@@ -62,6 +62,6 @@ def test_write_png_is_atomic_and_scales_floats(tmp_path):
 
 
 def test_atomic_writes_get_the_usual_permissions(tmp_path):
-    from gwd import imageio
+    from core import imageio
     write_png(tmp_path / "p.png", np.zeros((2, 2), np.uint8))
     assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~imageio._UMASK

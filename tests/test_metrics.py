@@ -10,7 +10,7 @@ import pytest
 
 from eval import metrics as M
 from eval.evaluate import load_prediction
-from gwd.imageio import read_mask, write_png
+from core.imageio import read_mask, write_png
 
 EPS = np.spacing(1)
 

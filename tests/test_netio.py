@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from gwd.errors import UserError
-from gwd.netio import load_net
-from gwd.surgery import he_init
+from core.errors import UserError
+from core.netio import load_net
+from core.surgery import he_init
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-P = os.path.join(ROOT, "prototxt")
+from core.layout import PROJECT_ROOT as ROOT
+from core.layout import PROTOTXT_DIR as P
 
 
 @pytest.mark.parametrize("text,message", [
@@ -33,7 +33,7 @@ def test_weights_for_another_net(tmp_path):
     single.save(w)
     # the group model shares most layer names, but its score layer is missing from these weights
     with pytest.raises(UserError, match="no weights for layer 'conv_g1'"):
-        load_net(f"{P}/tiny/gwd_deploy.prototxt", w)
+        load_net(f"{P}/tiny/group_deploy.prototxt", w)
     # full-width net: same names, other shapes -> Caffe would abort in copy_from
     with pytest.raises(UserError, match=r"layer 'conv1_1' has blob shapes \[\(8, 3, 3, 3\), \(8,\)\]"):
         load_net(f"{P}/single_deploy.prototxt", w, require_all=False)
@@ -44,10 +44,10 @@ def test_weights_for_another_net(tmp_path):
 def test_caffe_would_abort_but_we_exit_cleanly(tmp_path):
     """The process survives: a subprocess that loads mismatched weights prints one line."""
     (tmp_path / "w.caffemodel").write_bytes(b"not protobuf at all \xff\xfe")
-    code = ("from gwd.errors import cli\nfrom gwd.netio import load_net\n"
-            f"cli(lambda: load_net({P + '/tiny/single_deploy.prototxt'!r}, {str(tmp_path / 'w.caffemodel')!r}))()")
+    code = ("from core.errors import cli\nfrom core.netio import load_net\n"
+            f"cli(lambda: load_net({str(P / 'tiny/single_deploy.prototxt')!r}, {str(tmp_path / 'w.caffemodel')!r}))()")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
+                       env=dict(os.environ))
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error: ") and "w.caffemodel" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -6,12 +6,12 @@ import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, PYTHONPATH=ROOT, GLOG_minloglevel="2")
+from core.layout import PROJECT_ROOT as ROOT
+ENV = dict(os.environ, GLOG_minloglevel="2")
 
 
 def pipeline(*args):
-    return subprocess.run([sys.executable, "-m", "gwd.pipeline", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "apps.pipeline", *map(str, args)], capture_output=True,
                           text=True, cwd=ROOT, env=ENV)
 
 
@@ -26,14 +26,14 @@ def test_demo_at_toy_scale_then_rerun_skips_every_step(tmp_path):
     assert names == {"Ours", "Ours-S"}
     assert "group model vs Ours-S: mF" in r.stderr
     assert "| synthetic | mF |" in r.stdout
-    for f in ("single/weights.caffemodel", "gwd/weights.caffemodel", "gwd/loss.png", "gwd/val.csv",
+    for f in ("single/weights.caffemodel", "group/weights.caffemodel", "group/loss.png", "group/val.csv",
               "maps/synthetic/Ours/.complete", "eval/synthetic/pr_curves.png"):
         assert (runs / f).exists(), f
     n_maps = sum(len(fs) for _, _, fs in os.walk(runs / "maps/synthetic/Ours")) - 1
     assert n_maps == 10          # 2 test groups of 5, each image once, at its own size
     again = pipeline(*args)
     assert again.returncode == 0
-    for s in ("train single: done already", "train gwd: done already", "predict synthetic with Ours: done already"):
+    for s in ("train single: done already", "train group: done already", "predict synthetic with Ours: done already"):
         assert s in again.stderr
 
 
@@ -41,8 +41,8 @@ def test_train_two_stages_from_vgg16_then_eval(tmp_path):
     """make train at toy scale: COCO9213-layout data, a VGG16-like caffemodel, the full nets for
     one iteration per stage; then make eval on a benchmark with the two trained models."""
     from data_prep.synthetic import Config, generate
-    from gwd.netio import load_net
-    from tests.helpers import write_vgg16_like
+    from core.netio import load_net
+    from core.toydata import write_vgg16_like
     generate(tmp_path / "syn", Config(height=64, width=128, seed=3), 2, 1, workers=1, progress=False)
     data = tmp_path / "data"
     data.mkdir()
@@ -59,10 +59,10 @@ def test_train_two_stages_from_vgg16_then_eval(tmp_path):
     single = load_net(os.path.join(ROOT, "prototxt/single_deploy.prototxt"), runs / "single/weights.caffemodel")
     # one SGD step at lr 1e-10 leaves the VGG16 weights where the transplant put them
     np.testing.assert_allclose(single.params["conv3_1"][0].data, expected["conv3_1"][0], atol=1e-4)
-    group = load_net(os.path.join(ROOT, "prototxt/gwd_deploy.prototxt"), runs / "gwd/weights.caffemodel")
+    group = load_net(os.path.join(ROOT, "prototxt/group_deploy.prototxt"), runs / "group/weights.caffemodel")
     np.testing.assert_allclose(group.params["conv3_1"][0].data, expected["conv3_1"][0], atol=1e-4)
     again = pipeline("train", "--data-root", data, "--vgg16", vgg, "--runs", runs, "--iters", 1)
-    assert again.returncode == 0 and "train gwd: done already" in again.stderr
+    assert again.returncode == 0 and "train group: done already" in again.stderr
     r = pipeline("eval", "--dataset", "synthetic", "--data-root", data, "--runs", runs, "--engine", "opencv")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "| synthetic | mF |" in r.stdout
@@ -75,7 +75,7 @@ def test_user_mistakes(tmp_path):
     assert r.returncode == 2 and "iCoseg: dataset icoseg not found" in r.stderr
     os.makedirs(tmp_path / "iCoseg")
     r = pipeline("eval", "--dataset", "icoseg", "--data-root", tmp_path, "--runs", tmp_path / "runs")
-    assert r.returncode == 2 and "gwd/weights.caffemodel: trained Ours weights not found; run `make train`" in r.stderr
+    assert r.returncode == 2 and "group/weights.caffemodel: trained Ours weights not found; run `make train`" in r.stderr
     r = pipeline("table", "--runs", tmp_path / "runs")
     assert r.returncode == 2 and "no results yet" in r.stderr
     r = pipeline("eval", "--dataset", "coco9213", "--data-root", tmp_path)

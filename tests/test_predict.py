@@ -1,4 +1,4 @@
-"""Prediction on folders and datasets (gwd.predict) with both engines, on real Caffe nets."""
+"""Prediction on folders and datasets (apps.predict) with both engines, on real Caffe nets."""
 import collections
 import os
 import pathlib
@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from data_prep.datasets import Dataset, load_dataset
-from gwd.imageio import read_gray, read_image
-from gwd.netio import load_net
-from gwd.predict import (CaffeEngine, OpenCVEngine, RunningMean, main, plan_groups, predict_maps,
+from core.imageio import read_gray, read_image
+from core.netio import load_net
+from apps.predict import (CaffeEngine, OpenCVEngine, RunningMean, main, plan_groups, predict_maps,
                          to_image_size)
-from gwd.preprocess import image_to_blob
-from gwd.surgery import he_init
+from core.preprocess import image_to_blob
+from core.surgery import he_init
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-P = ROOT / "prototxt"
-TINY_GWD = P / "tiny" / "gwd_deploy.prototxt"
+from core.layout import PROJECT_ROOT as ROOT
+from core.layout import PROTOTXT_DIR as P
+TINY_GROUP = P / "tiny" / "group_deploy.prototxt"
 TINY_SINGLE = P / "tiny" / "single_deploy.prototxt"
 
 
@@ -37,7 +37,7 @@ def random_weights(prototxt, path, seed=0):
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     d = tmp_path_factory.mktemp("weights")
-    return {"gwd": random_weights(TINY_GWD, d / "tiny_gwd.caffemodel", seed=1),
+    return {"group": random_weights(TINY_GROUP, d / "tiny_group.caffemodel", seed=1),
             "single": random_weights(TINY_SINGLE, d / "tiny_single.caffemodel", seed=2)}
 
 
@@ -96,7 +96,7 @@ def test_image_in_two_groups_gets_the_mean_of_its_maps(tmp_path, weights):
     sizes = [(40, 60), (50, 30), (64, 128), (33, 47), (80, 70), (45, 90), (60, 60)]
     write_images(tmp_path / "imgs" / "g", sizes, seed=3)
     ds = load_dataset("folder", tmp_path / "imgs")
-    engine = CaffeEngine(TINY_GWD, weights["gwd"])
+    engine = CaffeEngine(TINY_GROUP, weights["group"])
     got = dict(predict_maps(engine, ds, seed=0, progress=False))
     # the reference: forward each planned group, collect every map of an image, average
     raw = collections.defaultdict(list)
@@ -128,7 +128,7 @@ def test_cli_layout_sizes_and_skipped_files(tmp_path, weights):
     (src / "g 1" / "Thumbs.db").write_bytes(b"\0" * 64)
     (src / "notes.txt").write_text("not an image")
     out = tmp_path / "maps"
-    r = run_cli("--weights", weights["gwd"], "--prototxt", TINY_GWD, "--images", src, "--out", out,
+    r = run_cli("--weights", weights["group"], "--prototxt", TINY_GROUP, "--images", src, "--out", out,
                 "--engine", "opencv")
     assert r.returncode == 0, r.stderr
     assert "non-image files skipped: 2" in r.stderr
@@ -137,7 +137,7 @@ def test_cli_layout_sizes_and_skipped_files(tmp_path, weights):
     want = {f"{it.group}/{it.name}.png" for it in ds.items()}
     assert {p.relative_to(out).as_posix() for p in out.rglob("*.png")} == want
     assert "photos/00.png" in want and "cars, red!/05.png" in want
-    ref = dict(predict_maps(OpenCVEngine(TINY_GWD, weights["gwd"]), ds, progress=False))
+    ref = dict(predict_maps(OpenCVEngine(TINY_GROUP, weights["group"]), ds, progress=False))
     for it, m in ref.items():
         png = cv2.imread(str(out / it.group / f"{it.name}.png"), cv2.IMREAD_UNCHANGED)
         assert png.dtype == np.uint8 and png.shape == read_image(ds.root / it.image).shape[:2]
@@ -146,9 +146,9 @@ def test_cli_layout_sizes_and_skipped_files(tmp_path, weights):
 
 def test_one_image_folder_repeats_it_in_its_group(tmp_path, weights):
     write_images(tmp_path / "solo", [(70, 50)], seed=4)
-    main(["--weights", weights["gwd"], "--prototxt", str(TINY_GWD), "--images",
+    main(["--weights", weights["group"], "--prototxt", str(TINY_GROUP), "--images",
           str(tmp_path / "solo"), "--out", str(tmp_path / "out"), "--quiet"])
-    engine = CaffeEngine(TINY_GWD, weights["gwd"])
+    engine = CaffeEngine(TINY_GROUP, weights["group"])
     img = read_image(tmp_path / "solo" / "00.jpg")
     maps = engine.forward(np.stack([image_to_blob(img, 64, 128)] * 5))
     np.testing.assert_allclose(maps, maps[:1].repeat(5, 0), atol=1e-6)   # 5 equal copies
@@ -171,8 +171,8 @@ def test_single_model_and_dataset_mode_on_real_images(tmp_path, weights, icoseg_
 
 
 def test_opencv_matches_caffe_on_real_images_full_group_model(tmp_path, icoseg_dev):
-    proto = P / "gwd_deploy.prototxt"
-    w = random_weights(proto, tmp_path / "gwd.caffemodel", seed=5)
+    proto = P / "group_deploy.prototxt"
+    w = random_weights(proto, tmp_path / "group.caffemodel", seed=5)
     full = load_dataset("icoseg", icoseg_dev)
     g = next(iter(full.groups))
     ds = Dataset(full.name, full.root, {g: full.groups[g][:5]})
@@ -192,8 +192,8 @@ def test_opencv_matches_caffe_on_real_images_full_group_model(tmp_path, icoseg_d
 
 # ---------------------------------------------------------------- bad input: one line, exit 2
 def run_cli(*args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "gwd.predict", "--quiet", *map(str, args)],
+    env = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "apps.predict", "--quiet", *map(str, args)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -220,7 +220,7 @@ def test_missing_weights(tmp_path, photos):
 @pytest.mark.parametrize("engine", ["caffe", "opencv"])
 def test_weights_of_another_net(tmp_path, photos, weights, engine):
     # Ours-S weights have no group block: the group model cannot run on them
-    r = run_cli("--weights", weights["single"], "--prototxt", TINY_GWD, "--images", photos,
+    r = run_cli("--weights", weights["single"], "--prototxt", TINY_GROUP, "--images", photos,
                 "--out", tmp_path / "o", "--engine", engine)
     assert_one_line_error(r, "tiny_single.caffemodel", "no weights for layer", "another net")
     assert not (tmp_path / "o").exists()
@@ -235,13 +235,13 @@ def test_weights_with_other_blob_shapes_for_opencv(tmp_path, photos, weights):
 
 def test_empty_folder_and_only_non_image_files(tmp_path, weights):
     (tmp_path / "empty").mkdir()
-    r = run_cli("--weights", weights["gwd"], "--prototxt", TINY_GWD, "--images", tmp_path / "empty",
+    r = run_cli("--weights", weights["group"], "--prototxt", TINY_GROUP, "--images", tmp_path / "empty",
                 "--out", tmp_path / "o")
     assert_one_line_error(r, "empty", "no usable images")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "Thumbs.db").write_bytes(b"\0" * 10)
     (tmp_path / "junk" / "a.txt").write_text("x")
-    r = run_cli("--weights", weights["gwd"], "--prototxt", TINY_GWD, "--images", tmp_path / "junk",
+    r = run_cli("--weights", weights["group"], "--prototxt", TINY_GROUP, "--images", tmp_path / "junk",
                 "--out", tmp_path / "o")
     assert_one_line_error(r, "junk", "no usable images", "non-image files skipped: 2")
 
@@ -250,7 +250,7 @@ def test_existing_output_needs_force(tmp_path, photos, weights):
     out = tmp_path / "o"
     out.mkdir()
     (out / "old.txt").write_text("keep me")
-    args = ("--weights", weights["gwd"], "--prototxt", TINY_GWD, "--images", photos, "--out", out,
+    args = ("--weights", weights["group"], "--prototxt", TINY_GROUP, "--images", photos, "--out", out,
             "--engine", "opencv")
     assert_one_line_error(run_cli(*args), "not empty", "--force")
     r = run_cli(*args, "--force")
@@ -260,17 +260,17 @@ def test_existing_output_needs_force(tmp_path, photos, weights):
 
 
 def test_group_size_must_match_the_net(tmp_path, photos, weights):
-    r = run_cli("--weights", weights["gwd"], "--prototxt", TINY_GWD, "--images", photos,
+    r = run_cli("--weights", weights["group"], "--prototxt", TINY_GROUP, "--images", photos,
                 "--out", tmp_path / "o", "--group-size", "4")
     assert_one_line_error(r, "--group-size 4", "batch of 5")
 
 
 @pytest.mark.parametrize("engine,phrase", [("caffe", "GPU 0"), ("opencv", "--engine caffe")])
 def test_gpu_request_without_a_usable_gpu(tmp_path, photos, weights, engine, phrase):
-    from gwd.device import caffe_build
+    from core.device import caffe_build
     if engine == "caffe" and caffe_build().cuda:
         pytest.skip("a CUDA build of Caffe: GPU mode may work here")
     # a CPU-only Caffe would abort the process in GPU mode: checked first, one line instead
-    r = run_cli("--weights", weights["gwd"], "--prototxt", TINY_GWD, "--images", photos,
+    r = run_cli("--weights", weights["group"], "--prototxt", TINY_GROUP, "--images", photos,
                 "--out", tmp_path / "o", "--engine", engine, "--gpu", "0")
     assert_one_line_error(r, phrase)

@@ -6,13 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from gwd.netio import caffe, load_net, read_prototxt
-from gwd.surgery import he_init
-from tests.helpers import write_toy_groups
+from core.netio import caffe, load_net, read_prototxt
+from core.surgery import he_init
+from core.toydata import write_toy_groups
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-P = os.path.join(ROOT, "prototxt")
-MODELS = ["gwd", "single", "tiny/gwd", "tiny/single"]
+from core.layout import PROJECT_ROOT as ROOT
+from core.layout import PROTOTXT_DIR as P
+MODELS = ["group", "single", "tiny/group", "tiny/single"]
 
 
 def layers_by_name(path):
@@ -40,20 +40,63 @@ def _hw(data_layer):
     return [p["height"], p["width"]]
 
 
-@pytest.mark.parametrize("kind", ["gwd", "single"])
+# The eight handwritten prototxts form a cube: {full, tiny} x {train, deploy} x {group, single}.
+# One test per axis says what may differ along it; everything else must be equal as protobuf.
+def _normalise_tiny_axis(param):
+    """Blank what may differ between full and tiny: widths, weight fillers, input size, net name."""
+    param = type(param).FromString(param.SerializeToString())
+    param.name = ""
+    for layer in param.layer:
+        if layer.type == "Convolution":
+            layer.convolution_param.ClearField("weight_filler")
+            if layer.convolution_param.num_output > 1:
+                layer.convolution_param.num_output = 0
+        if layer.type == "Input":
+            del layer.input_param.shape[0].dim[2:]
+        if layer.type == "Python":
+            p = json.loads(layer.python_param.param_str)
+            p.pop("height"), p.pop("width")
+            layer.python_param.param_str = json.dumps(p, sort_keys=True)
+    return param
+
+
+@pytest.mark.parametrize("kind", ["group", "single"])
 @pytest.mark.parametrize("phase", ["train", "deploy"])
-def test_tiny_variant_has_the_full_models_graph(kind, phase):
-    full = read_prototxt(f"{P}/{kind}_{phase}.prototxt").layer
-    tiny = read_prototxt(f"{P}/tiny/{kind}_{phase}.prototxt").layer
-    graph = lambda layers: [(x.name, x.type, list(x.bottom), list(x.top)) for x in layers]  # noqa: E731
-    assert graph(full) == graph(tiny)
-    # what differs is only the widths (and the input size)
-    widths = lambda layers: [x.convolution_param.num_output for x in layers if x.type == "Convolution"]  # noqa: E731
+def test_full_and_tiny_differ_only_in_widths_fillers_and_input_size(kind, phase):
+    full = read_prototxt(f"{P}/{kind}_{phase}.prototxt")
+    tiny = read_prototxt(f"{P}/tiny/{kind}_{phase}.prototxt")
+    a, b = _normalise_tiny_axis(full), _normalise_tiny_axis(tiny)
+    for la, lb in zip(a.layer, b.layer):
+        assert la == lb, f"{kind}_{phase}: layer '{la.name}' differs between full and tiny beyond widths"
+    assert len(a.layer) == len(b.layer)
+    widths = lambda p: [x.convolution_param.num_output for x in p.layer if x.type == "Convolution"]  # noqa: E731
     assert all(t < f for t, f in zip(widths(tiny), widths(full)) if f > 1)
 
 
+# The layers the group model adds to Ours-S: the group block and the collaborative concatenations.
+GROUP_ONLY = {"slice_s", "concat_s", "conv_g1", "relu_g1", "conv_g2", "relu_g2", "conv_g3", "relu_g3",
+              "slice_x", "concat_x1", "concat_x2", "concat_x3", "concat_x4", "concat_x5", "concat_c"}
+
+
+@pytest.mark.parametrize("variant", ["", "tiny/"])
+@pytest.mark.parametrize("phase", ["train", "deploy"])
+def test_group_and_single_differ_only_in_the_group_block(variant, phase):
+    group = read_prototxt(f"{P}/{variant}group_{phase}.prototxt")
+    single = read_prototxt(f"{P}/{variant}single_{phase}.prototxt")
+    kept = [layer for layer in group.layer if layer.name not in GROUP_ONLY]
+    assert len(kept) == len(single.layer)
+    assert {x.name for x in group.layer} - {x.name for x in single.layer} == GROUP_ONLY | {"score_co"}
+    for g, s in zip(kept, single.layer):
+        g = type(g).FromString(g.SerializeToString())
+        if g.name == "score_co":        # Ours-S scores x_i alone: same conv, its own name and input
+            g.name, g.top[0], g.bottom[0] = "score", "score", "conv_s3"
+        if g.name == "upscore":
+            g.bottom[0] = "score"
+        assert g == s, f"{variant}{phase}: layer '{s.name}' differs between group and single"
+
+
 def test_group_model_blob_shapes():
-    net = load_net(f"{P}/gwd_deploy.prototxt")
+    net = load_net(f"{P}/group_deploy.prototxt")
     shapes = {k: tuple(v.data.shape) for k, v in net.blobs.items()}
     assert shapes["data"] == (5, 3, 128, 256)
     assert shapes["conv5_3"] == (5, 512, 8, 16)          # s_i: stride 16, no pool5
@@ -90,7 +133,7 @@ def test_deconvolution_is_bilinear_and_crop_is_aligned():
 
 def test_train_forward_backward_reaches_first_layer_and_group_block(tmp_path):
     lst = write_toy_groups(str(tmp_path), n_groups=2)
-    param = read_prototxt(f"{P}/gwd_train.prototxt")
+    param = read_prototxt(f"{P}/group_train.prototxt")
     p = json.loads(param.layer[0].python_param.param_str)
     p.update(group_list=lst, data_root=str(tmp_path), workers=1, prefetch=1)
     param.layer[0].python_param.param_str = json.dumps(p)
@@ -116,7 +159,7 @@ def _random_group(seed, h=128, w=256):
     return rng.uniform(-100, 100, (5, 3, h, w)).astype(np.float32)
 
 
-@pytest.mark.parametrize("model,interacts", [("gwd", True), ("single", False)])
+@pytest.mark.parametrize("model,interacts", [("group", True), ("single", False)])
 def test_group_interaction_only_in_group_model(model, interacts):
     net = load_net(f"{P}/{model}_deploy.prototxt")
     he_init(net, seed=1)
@@ -135,7 +178,7 @@ def test_group_interaction_only_in_group_model(model, interacts):
 
 
 def test_deploy_runs_in_opencv_dnn_with_the_same_output(tmp_path):
-    proto = f"{P}/gwd_deploy.prototxt"
+    proto = f"{P}/group_deploy.prototxt"
     net = load_net(proto)
     he_init(net, seed=2)
     weights = str(tmp_path / "random.caffemodel")

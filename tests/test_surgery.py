@@ -4,12 +4,12 @@ import os
 import numpy as np
 import pytest
 
-from gwd.errors import UserError
-from gwd.netio import load_net
-from gwd.surgery import VGG16_CONVS, bilinear_kernel, he_init, single_to_group, transplant_vgg16
-from tests.helpers import write_vgg16_like
+from core.errors import UserError
+from core.netio import load_net
+from core.surgery import VGG16_CONVS, bilinear_kernel, he_init, single_to_group, transplant_vgg16
+from core.toydata import write_vgg16_like
 
-P = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prototxt")
+from core.layout import PROTOTXT_DIR as P
 @pytest.mark.parametrize("legacy", [True, False])
 def test_vgg16_transplant_by_name(tmp_path, legacy):
     path = str(tmp_path / "vgg.caffemodel")
@@ -40,7 +40,7 @@ def test_not_a_caffemodel(tmp_path):
 
 
 def test_bilinear_kernel_matches_caffe_filler():
-    net = load_net(f"{P}/gwd_deploy.prototxt")
+    net = load_net(f"{P}/group_deploy.prototxt")
     np.testing.assert_allclose(net.params["upscore"][0].data[0, 0], bilinear_kernel(32), atol=1e-7)
     k4 = bilinear_kernel(4)
     np.testing.assert_allclose(k4[0], [0.0625, 0.1875, 0.1875, 0.0625])
@@ -50,7 +50,7 @@ def test_bilinear_kernel_matches_caffe_filler():
 def test_stage2_starts_as_exactly_the_single_model(tiny):
     single = load_net(f"{P}/{tiny}single_deploy.prototxt")
     he_init(single, seed=4)
-    group = load_net(f"{P}/{tiny}gwd_deploy.prototxt")
+    group = load_net(f"{P}/{tiny}group_deploy.prototxt")
     he_init(group, seed=5)                     # the group block keeps these (random) weights
     g_block = group.params["conv_g1"][0].data.copy()
     copied = single_to_group(single, group)
@@ -73,6 +73,6 @@ def test_stage2_starts_as_exactly_the_single_model(tiny):
 
 def test_single_to_group_rejects_another_net():
     single = load_net(f"{P}/tiny/single_deploy.prototxt")
-    group = load_net(f"{P}/gwd_deploy.prototxt")          # full-width: shapes differ
+    group = load_net(f"{P}/group_deploy.prototxt")          # full-width: shapes differ
     with pytest.raises(UserError, match="layer 'conv1_1'"):
         single_to_group(single, group)

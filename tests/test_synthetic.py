@@ -10,8 +10,8 @@ import pytest
 
 from data_prep import synthetic as S
 from data_prep.__main__ import main
-from gwd.errors import UserError
-from gwd.imageio import read_image, read_mask
+from core.errors import UserError
+from core.imageio import read_image, read_mask
 
 SMALL = S.Config(height=48, width=96)
 

@@ -12,9 +12,9 @@ import pytest
 
 from data_prep.datasets import Dataset, Item, load_dataset
 from data_prep.test_groups import group_seed, make_test_groups, sample_subgroups
-from gwd.grouplist import read_group_list
+from core.grouplist import read_group_list
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from core.layout import PROJECT_ROOT as ROOT
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 5, 6, 10, 11, 17])
@@ -69,7 +69,7 @@ def test_draws_are_seeded_per_group_and_reproducible():
     code = ("from data_prep.test_groups import sample_subgroups;"
             "print(sample_subgroups([str(i) for i in range(23)], 5, 0, 'cats'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED="123"))
+                         env=dict(os.environ, PYTHONHASHSEED="123"))
     assert out.stdout.strip() == repr(a)
     # a draw is a random choice: over many seeds each image opens the first group about
     # equally often (23 images, 2300 draws: 100 expected each)
@@ -104,7 +104,7 @@ def test_make_test_groups_keeps_dataset_groups_and_masks():
 
 def test_cli_groups(tmp_path, icoseg_dev):
     out = tmp_path / "lists" / "icoseg.jsonl"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ)
     cmd = [sys.executable, "-m", "data_prep", "groups", "--dataset", "icoseg", "--root",
            str(icoseg_dev), "--out", str(out), "--seed", "7"]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -133,7 +133,7 @@ def test_cli_groups_on_a_users_folder(tmp_path):
     out = tmp_path / "g.jsonl"
     p = subprocess.run([sys.executable, "-m", "data_prep", "groups", "--dataset", "folder",
                         "--root", str(tmp_path / "pics"), "--out", str(out)],
-                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                       capture_output=True, text=True, env=dict(os.environ))
     assert p.returncode == 0, p.stderr
     (line,) = out.read_text().splitlines()
     g = json.loads(line)

@@ -1,4 +1,4 @@
-"""gwd.train end to end on the tiny nets: the loss goes down, snapshots, resume, interruption."""
+"""apps.train end to end on the tiny nets: the loss goes down, snapshots, resume, interruption."""
 import csv
 import json
 import os
@@ -10,14 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from gwd.netio import load_net
+from core.netio import load_net
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, PYTHONPATH=ROOT, GLOG_minloglevel="2")
+from core.layout import PROJECT_ROOT as ROOT
+ENV = dict(os.environ, GLOG_minloglevel="2")
 
 
 def train(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "gwd.train", *map(str, args)], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "apps.train", *map(str, args)], capture_output=True,
                        text=True, cwd=ROOT, env=ENV)
     if check:
         assert r.returncode == 0, r.stderr
@@ -35,7 +35,7 @@ def toy(tmp_path):
     from data_prep.datasets import load_dataset
     from data_prep.synthetic import Config, generate
     from data_prep.test_groups import make_test_groups
-    from gwd.grouplist import write_group_list
+    from core.grouplist import write_group_list
     generate(tmp_path / "syn", Config(height=64, width=128, seed=1), 4, 0, workers=1, progress=False)
     root = str(tmp_path / "syn" / "train")
     lst = str(tmp_path / "train.jsonl")
@@ -94,7 +94,7 @@ def test_sigint_writes_a_snapshot_and_resume_picks_it_up(tmp_path, toy):
     run = str(tmp_path / "run")
     args = ["--model", "single", "--tiny", "--train-list", lst, "--data-root", root, "--out", run,
             "--iters", 100000, "--snapshot-every", 100000, "--log-every", 1]
-    p = subprocess.Popen([sys.executable, "-m", "gwd.train", *map(str, args)], cwd=ROOT, env=ENV,
+    p = subprocess.Popen([sys.executable, "-m", "apps.train", *map(str, args)], cwd=ROOT, env=ENV,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -114,12 +114,12 @@ def test_sigint_writes_a_snapshot_and_resume_picks_it_up(tmp_path, toy):
 
 def test_user_mistakes_exit_2(tmp_path, toy):
     lst, root = toy
-    base = ["--model", "gwd", "--tiny", "--train-list", lst, "--data-root", root]
+    base = ["--model", "group", "--tiny", "--train-list", lst, "--data-root", root]
     r = train(*base, "--out", tmp_path / "r", "--resume", check=False)
     assert r.returncode == 2 and "nothing to resume" in r.stderr
     r = train(*base, "--out", tmp_path / "r", "--from-single", tmp_path / "missing.caffemodel", check=False)
     assert r.returncode == 2 and "missing.caffemodel: weights file not found" in r.stderr
-    r = train("--model", "gwd", "--tiny", "--train-list", tmp_path / "nope.jsonl", "--data-root", root,
+    r = train("--model", "group", "--tiny", "--train-list", tmp_path / "nope.jsonl", "--data-root", root,
               "--out", tmp_path / "r2", check=False)
     assert r.returncode == 2 and "nope.jsonl: train list not found" in r.stderr
     # a run whose solverstate went missing

@@ -8,7 +8,7 @@ from data_prep import train_groups as T
 from data_prep.__main__ import main
 from data_prep.datasets import Item
 from data_prep.descriptors import describe_files
-from gwd.grouplist import read_group_list
+from core.grouplist import read_group_list
 
 
 def _reference(x, k):
@@ -106,7 +106,7 @@ def test_deterministic(tmp_path):
     rng = np.random.default_rng(3)
     items = _items(20, ["x", "y"])
     desc = rng.random((len(items), 16)).astype(np.float32)
-    from gwd.grouplist import write_group_list
+    from core.grouplist import write_group_list
     for name in ("one.jsonl", "two.jsonl"):
         write_group_list(tmp_path / name, T.build_train_groups(items, desc, 4)[0])
     assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()

@@ -4,11 +4,11 @@ Each step is one command of the package (printed before it runs, so any step can
 hand) and leaves a result that marks it done; rerunning a pipeline skips finished steps and
 resumes an interrupted training from its last snapshot.
 
-    python -m gwd.pipeline train --data-root DIR --vgg16 W [--runs DIR] [--gpu N] [--iters N]
-    python -m gwd.pipeline eval --dataset icoseg --data-root DIR [--runs DIR] [--engine opencv]
-    python -m gwd.pipeline baselines --dataset icoseg --data-root DIR [--runs DIR]
-    python -m gwd.pipeline table [--runs DIR]
-    python -m gwd.pipeline demo [--runs DIR]
+    python -m apps.pipeline train --data-root DIR --vgg16 W [--runs DIR] [--gpu N] [--iters N]
+    python -m apps.pipeline eval --dataset icoseg --data-root DIR [--runs DIR] [--engine opencv]
+    python -m apps.pipeline baselines --dataset icoseg --data-root DIR [--runs DIR]
+    python -m apps.pipeline table [--runs DIR]
+    python -m apps.pipeline demo [--runs DIR]
 """
 import argparse
 import json
@@ -18,20 +18,9 @@ import subprocess
 import sys
 import time
 
-from .errors import UserError, cli
+from core.errors import UserError, cli
 
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# Where each benchmark lives under --data-root (README "Datasets"), and its reader.
-DATASETS = {
-    "icoseg": ("iCoseg", "icoseg"),
-    "icoseg5": ("iCoseg", "icoseg5"),
-    "msrc": ("MSRC", "msrc"),
-    "cosal2015": ("Cosal2015", "cosal2015"),
-    "coco9213": ("COCO9213", "coco9213"),
-    "synthetic": (os.path.join("synthetic", "test"), "synthetic"),   # python -m data_prep synthetic --out <data-root>/synthetic
-}
-METHOD_NAMES = {"gwd": "Ours", "single": "Ours-S"}
+from core.layout import DATASET_FOLDERS, MODELS, PROJECT_ROOT, maps_dir, model_files
 
 # The CPU demo (README "Demo"): tiny nets on the synthetic benchmark.
 DEMO = {"size": "64x128", "train_groups": 3000, "test_groups": 100, "iters_single": 8000,
@@ -47,16 +36,15 @@ def step(title, argv, done=None):
     cmd = [sys.executable, "-m", *map(str, argv)]
     print(f"== {title}\n$ python -m {' '.join(shlex.quote(str(a)) for a in argv)}", file=sys.stderr)
     t = time.time()
-    r = subprocess.run(cmd, cwd=HERE, env=dict(os.environ, PYTHONPATH=HERE))
+    r = subprocess.run(cmd, cwd=PROJECT_ROOT)
     if r.returncode != 0:
         raise SystemExit(r.returncode)
     print(f"== {title}: {time.time() - t:.0f} s", file=sys.stderr)
 
 
 def solver_iters(model, tiny=False):
-    from .netio import caffe_pb2, read_prototxt
-    from .train import model_files
-    return read_prototxt(model_files(model, tiny)[2], caffe_pb2.SolverParameter).max_iter
+    from core.netio import caffe_pb2, read_prototxt
+    return read_prototxt(model_files(model, tiny).solver, caffe_pb2.SolverParameter).max_iter
 
 
 def trained(run_dir, iters):
@@ -74,7 +62,7 @@ def train_stage(model, train_list, data_root, out, iters, init, tiny=False, gpu=
     if trained(out, iters):
         print(f"== train {model}: done already ({os.path.relpath(out)})", file=sys.stderr)
         return
-    argv = ["gwd.train", "--model", model, "--train-list", train_list, "--data-root", data_root, "--out", out]
+    argv = ["apps.train", "--model", model, "--train-list", train_list, "--data-root", data_root, "--out", out]
     if tiny:
         argv.append("--tiny")
     argv += ["--iters", iters]
@@ -95,10 +83,6 @@ def need(path, what, how):
         raise UserError(f"{path}: {what} not found; {how}")
 
 
-def maps_dir(runs, dataset, method):
-    return os.path.join(runs, "maps", dataset, method)
-
-
 def evaluate(dataset, root, runs, out=None):
     """Evaluate every method whose maps of `dataset` are complete (models and baselines alike),
     so one results.json per dataset holds all of Table 1's columns that exist."""
@@ -110,7 +94,7 @@ def evaluate(dataset, root, runs, out=None):
             methods += ["--method", f"{name}={os.path.join(base, name)}"]
     if not methods:
         raise UserError(f"{base}: no complete maps to evaluate")
-    step(f"evaluate {dataset}", ["eval", "--dataset", DATASETS.get(dataset, (None, dataset))[1], "--root", root,
+    step(f"evaluate {dataset}", ["eval", "--dataset", dataset, "--root", root,
                                  "--out", out, *methods])
     with open(os.path.join(out, "table.md")) as f:
         print(f.read())
@@ -120,12 +104,12 @@ def evaluate(dataset, root, runs, out=None):
 def predict(dataset, root, runs, weights, engine, gpu=None, tiny=False):
     """Maps of `dataset` from each trained model, in <runs>/maps/<dataset>/<method>."""
     for model, w in weights.items():
-        name = METHOD_NAMES[model]
+        name = MODELS[model]
         pred = maps_dir(runs, dataset, name)
-        argv = ["gwd.predict", "--dataset", DATASETS.get(dataset, (None, dataset))[1], "--root", root,
+        argv = ["apps.predict", "--dataset", dataset, "--root", root,
                 "--weights", w, "--model", model, "--out", pred, "--engine", engine, "--force"]
         if tiny:
-            argv += ["--prototxt", os.path.join(HERE, "prototxt", "tiny", f"{model}_deploy.prototxt")]
+            argv += ["--prototxt", model_files(model, tiny=True).deploy]
         if gpu is not None:
             argv += ["--gpu", gpu]
         done = os.path.join(pred, ".complete")
@@ -142,36 +126,36 @@ def _touch(path):
 
 def cmd_train(args):
     runs = args.runs
-    root = os.path.join(args.data_root, DATASETS["coco9213"][0])
+    root = os.path.join(args.data_root, DATASET_FOLDERS["coco9213"])
     need(root, "COCO9213 training set", "see README 'Datasets' (python -m data_prep coco9213 builds it)")
     need(args.vgg16, "VGG16 weights", "download VGG_ILSVRC_16_layers.caffemodel (README 'Reproducing Table 1')")
     train_list = os.path.join(runs, "train_groups.jsonl")
     step("training groups (GIST + Lab nearest neighbours)",
          ["data_prep", "train-groups", "--dataset", "coco9213", "--root", root, "--out", train_list], done=train_list)
-    single, group = os.path.join(runs, "single"), os.path.join(runs, "gwd")
-    iters = {m: args.iters or solver_iters(m) for m in ("single", "gwd")}
+    single, group = os.path.join(runs, "single"), os.path.join(runs, "group")
+    iters = {m: args.iters or solver_iters(m) for m in ("single", "group")}
     train_stage("single", train_list, root, single, iters["single"], ["--vgg16", args.vgg16], gpu=args.gpu,
                 resume=args.resume)
-    train_stage("gwd", train_list, root, group, iters["gwd"],
+    train_stage("group", train_list, root, group, iters["group"],
                 ["--from-single", os.path.join(single, "weights.caffemodel")], gpu=args.gpu, resume=args.resume)
 
 
 def cmd_eval(args):
     root = dataset_root(args)
     weights = {}
-    for model in ("gwd", "single"):
+    for model in ("group", "single"):
         w = getattr(args, f"{model}_weights") or os.path.join(args.runs, model, "weights.caffemodel")
-        need(w, f"trained {METHOD_NAMES[model]} weights", "run `make train` first (or pass --gwd-weights / --single-weights)")
+        need(w, f"trained {MODELS[model]} weights", "run `make train` first (or pass --group-weights / --single-weights)")
         weights[model] = w
     predict(args.dataset, root, args.runs, weights, args.engine, args.gpu)
     evaluate(args.dataset, root, args.runs)
 
 
 def dataset_root(args):
-    folder, _ = DATASETS.get(args.dataset, (None, None))
+    folder = DATASET_FOLDERS.get(args.dataset)
     if folder is None or args.dataset == "coco9213":
         raise UserError(f"unknown benchmark '{args.dataset}'; one of "
-                        f"{', '.join(sorted(set(DATASETS) - {'coco9213'}))}")
+                        f"{', '.join(sorted(set(DATASET_FOLDERS) - {'coco9213'}))}")
     root = args.root or os.path.join(args.data_root, folder)
     need(root, f"dataset {args.dataset}", "put it there (README 'Datasets') or pass --root")
     return root
@@ -182,7 +166,7 @@ def cmd_baselines(args):
     for name, extra in (("CBCS", []), ("CBCS-S", ["--single"])):
         out = maps_dir(args.runs, args.dataset, name)
         done = os.path.join(out, ".complete")
-        argv = ["baselines.cbcs", "--dataset", DATASETS[args.dataset][1], "--root", root, "--out", out, *extra]
+        argv = ["baselines.cbcs", "--dataset", args.dataset, "--root", root, "--out", out, *extra]
         if os.path.isdir(out) and not os.path.exists(done):
             argv.append("--resume")
         step(f"{name} on {args.dataset}", argv, done=done)
@@ -220,13 +204,13 @@ def cmd_demo(args):
         return ["--val-list", lists["test"], "--val-root", os.path.join(syn, "test"), "--val-every", every,
                 "--val-groups", 20, "--log-every", min(100, every), "--snapshot-every", every]
     train_root = os.path.join(syn, "train")
-    single, group = os.path.join(d, "single"), os.path.join(d, "gwd")
+    single, group = os.path.join(d, "single"), os.path.join(d, "group")
     train_stage("single", lists["train"], train_root, single, cfg["iters_single"], [], tiny=True,
                 extra=val(cfg["iters_single"]))
-    train_stage("gwd", lists["train"], train_root, group, cfg["iters_group"],
+    train_stage("group", lists["train"], train_root, group, cfg["iters_group"],
                 ["--from-single", os.path.join(single, "weights.caffemodel")], tiny=True, extra=val(cfg["iters_group"]))
     test_root = os.path.join(syn, "test")
-    predict("synthetic", test_root, d, {"gwd": os.path.join(group, "weights.caffemodel"),
+    predict("synthetic", test_root, d, {"group": os.path.join(group, "weights.caffemodel"),
                                         "single": os.path.join(single, "weights.caffemodel")},
             engine="opencv", tiny=True)
     out = evaluate("synthetic", test_root, d)
@@ -254,7 +238,7 @@ def verdict(results):
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="python -m gwd.pipeline", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m apps.pipeline", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="training groups, stage 1 (Ours-S from VGG16), stage 2 (group model)")
     t.add_argument("--data-root", required=True, help="folder holding COCO9213/ (README 'Datasets')")
@@ -264,11 +248,11 @@ def parse_args(argv):
     e = sub.add_parser("eval", help="predict a benchmark with both trained models and evaluate them")
     b = sub.add_parser("baselines", help="CBCS and CBCS-S maps of a benchmark, evaluated")
     for p in (e, b):
-        p.add_argument("--dataset", required=True, help=", ".join(sorted(set(DATASETS) - {"coco9213"})))
+        p.add_argument("--dataset", required=True, help=", ".join(sorted(set(DATASET_FOLDERS) - {"coco9213"})))
         p.add_argument("--data-root", default="data", help="folder holding the benchmarks (README 'Datasets')")
         p.add_argument("--root", help="the dataset's own folder (default: <data-root>/<its folder>)")
     tb = sub.add_parser("table", help="merge every evaluated dataset into Table 1 (<runs>/table)")
-    e.add_argument("--gwd-weights", help="default: <runs>/gwd/weights.caffemodel")
+    e.add_argument("--group-weights", help="default: <runs>/group/weights.caffemodel")
     e.add_argument("--single-weights", help="default: <runs>/single/weights.caffemodel")
     e.add_argument("--engine", choices=["caffe", "opencv"], default="caffe")
     m = sub.add_parser("demo", help="synthetic benchmark, tiny models trained on the CPU, evaluation")

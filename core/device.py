@@ -12,7 +12,7 @@ and raises a UserError that says what is wrong and what to do:
   - architectures: from gwd-caffe-build.json, which scripts/build_caffe.sh writes beside the
     `caffe` package of a CUDA build (skipped for other builds).
 
-Command line:  python -m gwd.device [--gpu N]   (without --gpu: what this installation has)
+Command line:  python -m core.device [--gpu N]   (without --gpu: what this installation has)
 """
 import argparse
 import ctypes
@@ -24,7 +24,7 @@ import re
 import struct
 from typing import Optional
 
-from gwd.errors import UserError, cli
+from core.errors import UserError, cli
 
 CUDA_LIBS = re.compile(r"^lib(cudart|cublas|curand)\.so(\.\d+)*$")
 BUILD_INFO = "gwd-caffe-build.json"
@@ -296,7 +296,7 @@ def select_mode(gpu=None, caffe_dir=None):
 
 @cli
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m gwd.device", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m core.device", description=__doc__.split("\n")[0])
     ap.add_argument("--gpu", default=None, help="check this GPU id (exit status 2 when unusable)")
     args = ap.parse_args(argv)
     g = parse_gpu(args.gpu)

@@ -1,7 +1,7 @@
 """Train one model (Ours-S or the group model) with a Caffe solver, in the spirit of FCN's solve.py.
 
-    python -m gwd.train --model single --train-list L --data-root D --out runs/single --vgg16 W
-    python -m gwd.train --model gwd --train-list L --data-root D --out runs/gwd --from-single S
+    python -m apps.train --model single --train-list L --data-root D --out runs/single --vgg16 W
+    python -m apps.train --model group --train-list L --data-root D --out runs/group --from-single S
 
 The run folder holds everything: the resolved train prototxt and solver, loss.csv and loss.png,
 val.csv (MAE and mF on a held-out group list), snapshots/ and two pointers written atomically:
@@ -21,22 +21,11 @@ import time
 
 import numpy as np
 
-from .errors import UserError, cli
-from .imageio import atomic_write_bytes, atomic_write_text
-from .netio import caffe, caffe_pb2, check_net, load_net, read_prototxt
-from .surgery import init_bilinear, single_to_group, transplant_vgg16
-
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROTO = os.path.join(HERE, "prototxt")
-SCORE_LAYER = {"single": "score", "gwd": "score_co"}
-
-
-def model_files(model, tiny=False):
-    """(train prototxt, deploy prototxt, solver) of a model in the repository."""
-    d = os.path.join(PROTO, "tiny") if tiny else PROTO
-    return (os.path.join(d, f"{model}_train.prototxt"), os.path.join(d, f"{model}_deploy.prototxt"),
-            os.path.join(d, f"solver_{model}.prototxt"))
-
+from core.errors import UserError, cli
+from core.imageio import atomic_write_bytes, atomic_write_text
+from core.layout import SCORE_LAYER, model_files
+from core.netio import caffe, caffe_pb2, check_net, load_net, read_prototxt
+from core.surgery import init_bilinear, single_to_group, transplant_vgg16
 
 def write_train_net(src, dst, data_params):
     """Copy the train prototxt with the data layer's JSON param_str updated."""
@@ -52,12 +41,21 @@ def write_train_net(src, dst, data_params):
     return p
 
 
+# Solver fields that belong to a run, not to a solver file: apps.train sets them itself (it takes
+# its own snapshots, with pointers written after them, and prints its own progress).
+RUN_FIELDS = ("net", "train_net", "snapshot", "snapshot_prefix", "display", "solver_mode", "device_id")
+
+
 def write_solver(src, dst, net_path, prefix, max_iter, gpu, overrides=()):
     s = read_prototxt(src, caffe_pb2.SolverParameter)
+    owned = [f for f in RUN_FIELDS if s.HasField(f)]
+    if owned:
+        raise UserError(f"{src}: sets {', '.join(owned)}, which apps.train sets for each run "
+                        "(--out, --snapshot-every, --log-every, --gpu): remove them from the solver")
     s.net = net_path
     s.snapshot_prefix = prefix
     s.max_iter = max_iter
-    s.snapshot = 0            # snapshots are taken by this script, with pointers written after them
+    s.snapshot = 0
     s.display = 0
     s.solver_mode = caffe_pb2.SolverParameter.GPU if gpu is not None else caffe_pb2.SolverParameter.CPU
     for k, v in overrides:
@@ -183,8 +181,8 @@ def init_weights(net, args):
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="python -m gwd.train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", choices=["single", "gwd"], required=True, help="Ours-S or the group model")
+    ap = argparse.ArgumentParser(prog="python -m apps.train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", choices=["single", "group"], required=True, help="Ours-S or the group model")
     ap.add_argument("--tiny", action="store_true", help="the narrow CPU variant (prototxt/tiny)")
     ap.add_argument("--train-list", required=True, help="JSON Lines group list (data_prep)")
     ap.add_argument("--data-root", required=True, help="folder the list's paths are relative to")
@@ -235,7 +233,7 @@ def train(args):
         if path and not os.path.isfile(path):
             raise UserError(f"{path}: {what} not found")
 
-    from .device import select_mode
+    from core.device import select_mode
     select_mode(args.gpu)
     caffe.set_random_seed(args.seed)
 

@@ -1,12 +1,13 @@
-"""Fixtures shared by several test files: tiny datasets and a VGG16-like caffemodel written to disk."""
+"""Small data in the real formats, for tests, benchmarks and the Docker and GPU checks: groups of
+images with masks and their group list, and a caffemodel with VGG16's layer names and shapes."""
 import os
 
 import cv2
 import numpy as np
 
-from gwd.grouplist import write_group_list
-from gwd.netio import caffe_pb2
-from gwd.surgery import VGG16_CONVS
+from .grouplist import write_group_list
+from .netio import caffe_pb2
+from .surgery import VGG16_CONVS
 
 
 def write_toy_groups(root, n_groups=2, k=5, size=(60, 80), seed=0):

@@ -1,7 +1,7 @@
 """Co-saliency maps for any folder of images or benchmark dataset, with a trained deploy net.
 
-    python -m gwd.predict --weights W --images DIR --out OUT [--engine opencv]
-    python -m gwd.predict --weights W --dataset icoseg --root DIR --out OUT
+    python -m apps.predict --weights W --images DIR --out OUT [--engine opencv]
+    python -m apps.predict --weights W --dataset icoseg --root DIR --out OUT
 
 Every dataset group (a sub-folder of DIR; images lying directly in DIR form one more group) is
 covered by groups of K images drawn with data_prep.test_groups (design.md section 3); an image
@@ -10,7 +10,7 @@ clipped to [0, 1] and written as 8-bit PNG at <OUT>/<group>/<name>.png
 (data_prep.datasets.prediction_path).
 
 Two engines run the same deploy prototxt and weights: pycaffe ("caffe", CPU or GPU) and OpenCV's
-DNN module ("opencv", the fast CPU path). Both are checked with gwd.netio before they read the
+DNN module ("opencv", the fast CPU path). Both are checked with core.netio before they read the
 model, so weights for another net are a one-line error and not a Caffe abort.
 """
 import argparse
@@ -23,22 +23,21 @@ import time
 import cv2
 import numpy as np
 
-from data_prep.datasets import load_dataset, prediction_path, verify_dataset
+from core.layout import MODELS, model_files, prediction_path
+from data_prep.datasets import load_dataset, verify_dataset
 from data_prep.test_groups import sample_subgroups
-from gwd.device import parse_gpu, select_mode
-from gwd.errors import UserError, cli
-from gwd.imageio import read_image, write_png
-from gwd.netio import check_net, check_weights_fit, load_net, read_prototxt, read_weights
-from gwd.preprocess import image_to_blob
+from core.device import parse_gpu, select_mode
+from core.errors import UserError, cli
+from core.imageio import read_image, write_png
+from core.netio import check_net, check_weights_fit, load_net, read_prototxt, read_weights
+from core.preprocess import image_to_blob
 
-PROTOTXT_DIR = pathlib.Path(__file__).resolve().parent.parent / "prototxt"
-MODELS = {"gwd": "gwd_deploy.prototxt", "single": "single_deploy.prototxt"}
 ENGINES = ("caffe", "opencv")
 
 
 # ---------------------------------------------------------------- the deploy net
 def deploy_input_shape(prototxt):
-    """(K, 3, H, W) of the deploy net's Input layer, after the checks of gwd.netio.check_net.
+    """(K, 3, H, W) of the deploy net's Input layer, after the checks of core.netio.check_net.
 
     prototxt: path of a deploy prototxt whose first input is an Input layer of one group."""
     prototxt = os.fspath(prototxt)
@@ -215,7 +214,7 @@ def _check_out_dir(out, force, source_root):
 
 def build_parser():
     p = argparse.ArgumentParser(
-        prog="python -m gwd.predict",
+        prog="python -m apps.predict",
         description="Co-saliency maps for a folder of images (sub-folders are groups) or a "
                     "benchmark dataset, written as 8-bit PNG to <out>/<group>/<name>.png.")
     src = p.add_mutually_exclusive_group(required=True)
@@ -226,8 +225,8 @@ def build_parser():
     p.add_argument("--root", help="the dataset's folder (with --dataset)")
     p.add_argument("--weights", required=True, help="trained .caffemodel")
     p.add_argument("--out", required=True, help="output folder (must be empty unless --force)")
-    p.add_argument("--model", choices=sorted(MODELS), default="gwd",
-                   help="gwd: the group model (Ours); single: Ours-S (default gwd)")
+    p.add_argument("--model", choices=sorted(MODELS), default="group",
+                   help="group: the group model (Ours); single: Ours-S (default group)")
     p.add_argument("--prototxt", help="deploy prototxt (default: prototxt/<model>_deploy.prototxt)")
     p.add_argument("--group-size", type=int, default=None,
                    help="images per group; must match the deploy net's batch (default: the net's)")
@@ -251,7 +250,7 @@ def main(argv=None):
         raise UserError("--root goes with --dataset; with --images give the folder to --images")
     if not os.path.isfile(os.path.expanduser(args.weights)):
         raise UserError(f"{args.weights}: weights file not found")
-    prototxt = args.prototxt or PROTOTXT_DIR / MODELS[args.model]
+    prototxt = args.prototxt or model_files(args.model).deploy
     shape = deploy_input_shape(prototxt)
     if args.group_size is not None and args.group_size != shape[0]:
         raise UserError(f"--group-size {args.group_size} does not match the deploy net's batch of "

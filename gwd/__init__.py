@@ -1,1 +1,0 @@
-"""Shared pieces of the group-wise deep co-saliency (GWD) reproduction: errors, image I/O."""
