@@ -28,13 +28,14 @@ APT_PACKAGES := cmake build-essential curl ca-certificates patch \
   libgoogle-glog-dev libgflags-dev libprotobuf-dev protobuf-compiler libhdf5-dev libopenblas-dev \
   python3-dev python3-venv xz-utils
 
-.PHONY: help setup apt test bench demo train eval baselines table clean
+.PHONY: help setup apt test bench demo demo-ablation train eval baselines table clean
 
 help:
 	@echo "make setup      apt packages, Caffe (cached build), .venv with pycaffe"
 	@echo "make test       the test suite (what CI runs)"
 	@echo "make bench      speed benchmarks (tables; figures kept in docs/benchmarks.md)"
 	@echo "make demo       synthetic co-saliency benchmark: train tiny Ours-S + group model on the CPU, evaluate"
+	@echo "make demo-ablation   Ours-S, Ours and Ours+ on anchored and free placement, 2 seeds (README)"
 	@echo "make train      two-stage training (DATA_ROOT, VGG16, GPU=0, RESUME=1)"
 	@echo "make eval DATASET=icoseg   predict a benchmark with the trained models and evaluate (ENGINE=opencv: fast CPU)"
 	@echo "make baselines DATASET=icoseg   CBCS and CBCS-S maps of a benchmark, evaluated"
@@ -86,6 +87,9 @@ ENGINE  ?= caffe
 
 demo: setup
 	$(PY) -m apps.pipeline demo --runs $(RUNS)/demo
+
+demo-ablation: setup
+	$(PY) -m apps.ablation --runs $(RUNS)/ablation
 
 train: setup
 	$(PY) -m apps.pipeline train --data-root $(DATA_ROOT) --vgg16 $(VGG16) --runs $(RUNS) $(GPU_ARG) \

@@ -2,6 +2,7 @@
 
     python -m apps.train --model single --train-list L --data-root D --out runs/single --vgg16 W
     python -m apps.train --model group --train-list L --data-root D --out runs/group --from-single S
+    (--model group_plus: Ours+, not the paper's net; README "What the group block can and cannot learn")
 
 The run folder holds everything: the resolved train prototxt and solver, loss.csv and loss.png,
 val.csv (MAE and mF on a held-out group list), snapshots/ and two pointers written atomically:
@@ -23,7 +24,7 @@ import numpy as np
 
 from core.errors import UserError, cli
 from core.imageio import atomic_write_bytes, atomic_write_text
-from core.layout import SCORE_LAYER, model_files
+from core.layout import MODELS, SCORE_LAYER, model_files
 from core.netio import caffe, caffe_pb2, check_net, load_net, read_prototxt
 from core.surgery import init_bilinear, single_to_group, transplant_vgg16
 
@@ -170,7 +171,7 @@ def init_weights(net, args):
         _, deploy, _ = model_files("single", args.tiny)
         single = load_net(deploy, args.from_single)
         copied = single_to_group(single, net)
-        return f"{len(copied)} layers from Ours-S {args.from_single} (X half of score_co zero)"
+        return f"{len(copied)} layers from Ours-S {args.from_single} (score_co zero beyond x_i)"
     if args.init:
         src = load_net(model_files(args.model, args.tiny)[1], args.init)
         for name, params in src.params.items():
@@ -182,7 +183,8 @@ def init_weights(net, args):
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="python -m apps.train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", choices=["single", "group"], required=True, help="Ours-S or the group model")
+    ap.add_argument("--model", choices=sorted(MODELS), required=True,
+                    help="single (Ours-S), group (the paper's group model) or group_plus (Ours+, not the paper's)")
     ap.add_argument("--tiny", action="store_true", help="the narrow CPU variant (prototxt/tiny)")
     ap.add_argument("--train-list", required=True, help="JSON Lines group list (data_prep)")
     ap.add_argument("--data-root", required=True, help="folder the list's paths are relative to")
@@ -192,7 +194,7 @@ def parse_args(argv):
     ap.add_argument("--base-lr", type=float, help="override the solver's base_lr")
     init = ap.add_mutually_exclusive_group()
     init.add_argument("--vgg16", help="VGG_ILSVRC_16_layers.caffemodel for the semantic block (stage 1)")
-    init.add_argument("--from-single", help="trained Ours-S weights to start the group model from (stage 2)")
+    init.add_argument("--from-single", help="trained Ours-S weights to start the group model or Ours+ from (stage 2)")
     init.add_argument("--init", help="weights of this same model to start from")
     ap.add_argument("--resume", action="store_true", help="continue from the run folder's latest snapshot")
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
@@ -211,6 +213,8 @@ def parse_args(argv):
             ap.error(f"--{k.replace('_', '-')} must be >= 1")
     if args.iters is not None and args.iters < 0:
         ap.error("--iters must be >= 0")
+    if args.from_single and args.model == "single":
+        ap.error("--from-single starts a group model (group, group_plus) from Ours-S")
     return args
 
 

@@ -13,10 +13,14 @@ PROTOTXT_DIR = PROJECT_ROOT / "prototxt"
 
 # ---------------------------------------------------------------- models
 # Model key -> the paper's name for it (Table 1's columns). The group model is the paper's net;
-# the single model is its ablation without the group block.
-MODELS = {"group": "Ours", "single": "Ours-S"}
+# the single model is its ablation without the group block. "group_plus" (Ours+) is not the
+# paper's: the group model with a merge that can use class identity across the group (README
+# "What the group block can and cannot learn"); an option for the ablation, never in Table 1.
+MODELS = {"group": "Ours", "single": "Ours-S", "group_plus": "Ours+"}
+# The models of the paper's Table 1 (and of `make train` / `make eval`): the paper's nets only.
+TABLE1_MODELS = ("group", "single")
 # The layer whose output is one group's score map before the upsampling (initialised by surgery).
-SCORE_LAYER = {"group": "score_co", "single": "score"}
+SCORE_LAYER = {"group": "score_co", "single": "score", "group_plus": "score_co"}
 
 
 class ModelFiles(NamedTuple):

@@ -2,9 +2,10 @@
 
 - transplant_vgg16: the semantic block (conv1_1 .. conv5_3) from the VGG16 ImageNet caffemodel,
   matched by layer name, shapes checked (design.md section 2, stage 1).
-- single_to_group: stage 1 (Ours-S) -> stage 2 (group model): every shared layer copied, the
-  collaborative conv's x_i half copied from Ours-S's score conv and its X half set to zero, so
-  the group model starts as exactly the single model and can only add group evidence.
+- single_to_group: stage 1 (Ours-S) -> stage 2 (group model or Ours+): every shared layer copied,
+  the collaborative conv's x_i channels copied from Ours-S's score conv and the rest (X, and
+  Ours+'s x_i * g) set to zero, so the model starts as exactly the single model and can only add
+  group evidence.
 - bilinear_kernel / init_bilinear: the deconvolution's bilinear interpolation weights.
 - he_init: random weights that keep activations O(1) (benchmarks and tests of untrained nets).
 """
@@ -56,7 +57,8 @@ def transplant_vgg16(net, weights_path, layers=VGG16_CONVS):
 def single_to_group(single, group, single_score="score", group_score="score_co"):
     """Stage 1 -> stage 2. Layers present in both nets with equal shapes are copied; the group
     block keeps its own (gaussian) initialisation; the collaborative conv gets Ours-S's score
-    weights on the x_i channels and zeros on the X channels. Returns the copied layer names."""
+    weights on the x_i channels (the first of its input) and zeros on the others: X, and for
+    Ours+ also x_i * g. Returns the copied layer names."""
     copied = []
     for name, params in single.params.items():
         if name == single_score:
@@ -71,10 +73,12 @@ def single_to_group(single, group, single_score="score", group_score="score_co")
     w_s, b_s = single.params[single_score]
     w_g, b_g = group.params[group_score]
     n = w_s.data.shape[1]
-    if w_g.data.shape[1] != 2 * n:
-        raise UserError(f"'{group_score}' takes {w_g.data.shape[1]} channels, expected 2 x {n} (x_i, X)")
+    c = w_g.data.shape[1]
+    if c <= n or c % n:
+        raise UserError(f"'{group_score}' takes {c} channels, expected a multiple of {n} "
+                        "(x_i, X[, x_i * g])")
     w_g.data[...] = 0
-    w_g.data[:, :n] = w_s.data      # Concat(x_i, X): x_i comes first
+    w_g.data[:, :n] = w_s.data      # Concat(x_i, X, ...): x_i comes first
     b_g.data[...] = b_s.data
     copied.append(group_score)
     return copied

@@ -12,7 +12,7 @@ from core.toydata import write_toy_groups
 
 from core.layout import PROJECT_ROOT as ROOT
 from core.layout import PROTOTXT_DIR as P
-MODELS = ["group", "single", "tiny/group", "tiny/single"]
+MODELS = ["group", "single", "group_plus", "tiny/group", "tiny/single", "tiny/group_plus"]
 
 
 def layers_by_name(path):
@@ -40,7 +40,7 @@ def _hw(data_layer):
     return [p["height"], p["width"]]
 
 
-# The eight handwritten prototxts form a cube: {full, tiny} x {train, deploy} x {group, single}.
+# The handwritten prototxts form a cube: {full, tiny} x {train, deploy} x {group, single, group_plus}.
 # One test per axis says what may differ along it; everything else must be equal as protobuf.
 def _normalise_tiny_axis(param):
     """Blank what may differ between full and tiny: widths, weight fillers, input size, net name."""
@@ -60,7 +60,7 @@ def _normalise_tiny_axis(param):
     return param
 
 
-@pytest.mark.parametrize("kind", ["group", "single"])
+@pytest.mark.parametrize("kind", ["group", "single", "group_plus"])
 @pytest.mark.parametrize("phase", ["train", "deploy"])
 def test_full_and_tiny_differ_only_in_widths_fillers_and_input_size(kind, phase):
     full = read_prototxt(f"{P}/{kind}_{phase}.prototxt")
@@ -95,6 +95,30 @@ def test_group_and_single_differ_only_in_the_group_block(variant, phase):
         assert g == s, f"{variant}{phase}: layer '{s.name}' differs between group and single"
 
 
+# Ours+ (not the paper's) is the group model plus a global group summary g and the gates x_i * g,
+# which the collaborative concatenations take as a third input; nothing else may differ.
+PLUS_ONLY = {"pool_s", "conv_gp", "relu_gp", "flat_gp", "gate_x1", "gate_x2", "gate_x3", "gate_x4", "gate_x5"}
+
+
+@pytest.mark.parametrize("variant", ["", "tiny/"])
+@pytest.mark.parametrize("phase", ["train", "deploy"])
+def test_group_plus_and_group_differ_only_in_the_group_summary(variant, phase):
+    plus = read_prototxt(f"{P}/{variant}group_plus_{phase}.prototxt")
+    group = read_prototxt(f"{P}/{variant}group_{phase}.prototxt")
+    assert {x.name for x in plus.layer} - {x.name for x in group.layer} == PLUS_ONLY
+    kept = [layer for layer in plus.layer if layer.name not in PLUS_ONLY]
+    assert len(kept) == len(group.layer)
+    for p, g in zip(kept, group.layer):
+        p = type(p).FromString(p.SerializeToString())
+        if p.name.startswith("concat_x") and p.name != "concat_x":
+            assert list(p.bottom) == [f"x{p.name[-1]}", "conv_g3", f"xg{p.name[-1]}"]
+            del p.bottom[2]
+        assert p == g, f"{variant}{phase}: layer '{g.name}' differs between group_plus and group"
+    gates = [x for x in plus.layer if x.name.startswith("gate_x")]
+    assert [(list(x.bottom), x.type, x.scale_param.axis) for x in gates] == \
+        [([f"x{i}", "g"], "Scale", 0) for i in range(1, 6)]
+
+
 def test_group_model_blob_shapes():
     net = load_net(f"{P}/group_deploy.prototxt")
     shapes = {k: tuple(v.data.shape) for k, v in net.blobs.items()}
@@ -114,6 +138,56 @@ def test_group_model_blob_shapes():
     assert single.blobs["saliency"].data.shape == (5, 1, 128, 256)
     assert single.params["score"][0].data.shape == (1, 512, 3, 3)
     assert "conv_g1" not in single.params
+
+
+def test_group_plus_blob_shapes():
+    net = load_net(f"{P}/group_plus_deploy.prototxt")
+    shapes = {k: tuple(v.data.shape) for k, v in net.blobs.items()}
+    assert shapes["pool_s"] == (1, 2560, 1, 1)            # each image's per-channel maximum
+    assert shapes["g"] == (1, 512)                        # the group summary
+    assert shapes["xg1"] == (1, 512, 8, 16)               # x_1 * g
+    assert shapes["c"] == (5, 1536, 8, 16)                # (x_i, X, x_i * g)
+    assert shapes["saliency"] == (5, 1, 128, 256)
+    assert net.params["conv_gp"][0].data.shape == (512, 2560, 1, 1)
+    assert net.params["score_co"][0].data.shape == (1, 1536, 3, 3)
+
+
+def test_group_plus_gate_is_x_times_the_global_maximum_summary():
+    """g = ReLU(conv_gp(max over positions of each image's conv5_3)); x_i * g channel-wise."""
+    net = load_net(f"{P}/tiny/group_plus_deploy.prototxt")
+    he_init(net, seed=3)
+    net.blobs["data"].data[...] = _random_group(4, 64, 128)
+    net.forward()
+    s = net.blobs["conv5_3"].data                          # 5 x C x h x w
+    m = s.max(axis=(2, 3)).reshape(-1)                     # image-major, as Concat on channels
+    w, b = net.params["conv_gp"][0].data[:, :, 0, 0], net.params["conv_gp"][1].data
+    g = np.maximum(w @ m + b, 0)
+    np.testing.assert_allclose(net.blobs["g"].data[0], g, rtol=1e-4, atol=1e-4 * np.abs(g).max())
+    x = net.blobs["conv_s3"].data
+    for i in range(5):
+        np.testing.assert_allclose(net.blobs[f"xg{i + 1}"].data[0], x[i] * g[:, None, None],
+                                   rtol=1e-4, atol=1e-4 * np.abs(x[i]).max() * np.abs(g).max())
+
+
+@pytest.mark.parametrize("model,shared", [("group", True), ("group_plus", False)])
+def test_the_papers_merge_adds_one_group_map_to_every_image(model, shared):
+    """README "What the group block can and cannot learn": score_co is linear in Concat(x_i, X),
+    so what X adds to image i's score is the same map for all 5 images; Ours+'s x_i * g is not."""
+    net = load_net(f"{P}/tiny/{model}_deploy.prototxt")
+    he_init(net, seed=6)
+    net.blobs["data"].data[...] = _random_group(7, 64, 128)
+    net.forward()
+    full = net.blobs["score_co"].data.copy()
+    n = net.blobs["conv_s3"].data.shape[1]
+    net.params["score_co"][0].data[:, n:] = 0              # x_i alone
+    net.forward(start="score_co", end="score_co")
+    added = full - net.blobs["score_co"].data              # 5 x 1 x h x w: the group's share
+    assert np.abs(added).max() > 1e-2
+    spread = np.abs(added - added[:1]).max() / np.abs(added).max()
+    if shared:
+        assert spread < 1e-5
+    else:
+        assert spread > 1e-2
 
 
 def test_deconvolution_is_bilinear_and_crop_is_aligned():
@@ -159,7 +233,7 @@ def _random_group(seed, h=128, w=256):
     return rng.uniform(-100, 100, (5, 3, h, w)).astype(np.float32)
 
 
-@pytest.mark.parametrize("model,interacts", [("group", True), ("single", False)])
+@pytest.mark.parametrize("model,interacts", [("group", True), ("single", False), ("group_plus", True)])
 def test_group_interaction_only_in_group_model(model, interacts):
     net = load_net(f"{P}/{model}_deploy.prototxt")
     he_init(net, seed=1)
@@ -177,19 +251,20 @@ def test_group_interaction_only_in_group_model(model, interacts):
         assert change_of_image0 == 0.0
 
 
-def test_deploy_runs_in_opencv_dnn_with_the_same_output(tmp_path):
-    proto = f"{P}/group_deploy.prototxt"
+@pytest.mark.parametrize("model", ["group", "group_plus", "tiny/group_plus"])
+def test_deploy_runs_in_opencv_dnn_with_the_same_output(tmp_path, model):
+    proto = f"{P}/{model}_deploy.prototxt"
     net = load_net(proto)
     he_init(net, seed=2)
     weights = str(tmp_path / "random.caffemodel")
     net.save(weights)
-    x = _random_group(3)
+    x = _random_group(3, *net.blobs["data"].data.shape[2:])
     net.blobs["data"].data[...] = x
     ref = net.forward()["saliency"].copy()
     cvnet = cv2.dnn.readNetFromCaffe(proto, weights)
     cvnet.setInput(x)
     out = cvnet.forward()
-    assert out.shape == ref.shape == (5, 1, 128, 256)
+    assert out.shape == ref.shape == x.shape[:1] + (1,) + x.shape[2:]
     scale = np.abs(ref).max()
     assert scale > 1e-2                    # a meaningful signal, not all zeros
     assert np.abs(out - ref).max() <= 1e-4 * max(1.0, scale)

@@ -46,11 +46,12 @@ def test_bilinear_kernel_matches_caffe_filler():
     np.testing.assert_allclose(k4[0], [0.0625, 0.1875, 0.1875, 0.0625])
 
 
+@pytest.mark.parametrize("model", ["group", "group_plus"])
 @pytest.mark.parametrize("tiny", ["", "tiny/"])
-def test_stage2_starts_as_exactly_the_single_model(tiny):
+def test_stage2_starts_as_exactly_the_single_model(tiny, model):
     single = load_net(f"{P}/{tiny}single_deploy.prototxt")
     he_init(single, seed=4)
-    group = load_net(f"{P}/{tiny}group_deploy.prototxt")
+    group = load_net(f"{P}/{tiny}{model}_deploy.prototxt")
     he_init(group, seed=5)                     # the group block keeps these (random) weights
     g_block = group.params["conv_g1"][0].data.copy()
     copied = single_to_group(single, group)
@@ -66,9 +67,19 @@ def test_stage2_starts_as_exactly_the_single_model(tiny):
     b = group.forward()["saliency"]
     assert np.abs(a).max() > 1e-2
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
-    # and the group block is live: with a non-zero X half the outputs part ways
-    group.params["score_co"][0].data[:, n:] = 0.01
-    assert np.abs(group.forward()["saliency"] - a).max() > 1e-4
+    # and each group input is live: with non-zero weights on X (and on Ours+'s x_i * g) the
+    # outputs part ways
+    for part in range(1, group.params["score_co"][0].data.shape[1] // n):
+        group.params["score_co"][0].data[:, n:] = 0
+        group.params["score_co"][0].data[:, part * n:(part + 1) * n] = 0.01
+        assert np.abs(group.forward()["saliency"] - a).max() > 1e-4, f"input part {part} of score_co is dead"
+
+
+def test_single_to_group_refuses_a_score_conv_of_another_width():
+    single = load_net(f"{P}/tiny/single_deploy.prototxt")
+    group = load_net(f"{P}/tiny/group_deploy.prototxt")
+    with pytest.raises(UserError, match="'conv_s3' takes 32 channels, expected a multiple of 32"):
+        single_to_group(single, group, group_score="conv_s3")
 
 
 def test_single_to_group_rejects_another_net():

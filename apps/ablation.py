@@ -1,0 +1,175 @@
+"""The merge ablation (`make demo-ablation`): tiny Ours-S, Ours and Ours+ on the synthetic benchmark
+with anchored and with free placement, several training seeds each (README "What the group block
+can and cannot learn").
+
+    python -m apps.ablation [--runs DIR] [--iters N] [--seeds 0 1] [--train-groups N] [--test-groups N]
+
+Per placement one benchmark; per seed Ours-S is trained for 2N iterations and Ours and Ours+ are
+started from its snapshot at N (stage 2, core/surgery.py) and trained for N more: every model sees
+2N iterations of the same data with the same solver recipe. Each seed's maps are predicted with
+OpenCV DNN and evaluated like the demo's; the table gives the mean over seeds and the range
+(min-max), the figure the PR curves (mean over seeds, each seed thin). Rerunning skips finished
+steps, as `make demo` does.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from apps.pipeline import evaluate, predict, step, train_stage
+from core.errors import UserError, cli
+from core.imageio import atomic_write_bytes, atomic_write_text
+from core.layout import MODELS
+
+ABLATION = {"size": "64x128", "train_groups": 1500, "test_groups": 60, "iters": 750, "seeds": [0, 1],
+            "placements": ["anchored", "free"], "benchmark_seed": 0}
+ORDER = ("single", "group", "group_plus")            # Ours-S, the paper's merge, Ours+
+COLUMNS = ("mF", "MAE", "S", "maxF")
+
+
+def benchmark(d, placement, cfg):
+    """The synthetic benchmark of one placement and its two group lists: (train, test) roots and lists."""
+    syn = os.path.join(d, placement, "synthetic")
+    step(f"synthetic benchmark, {placement} placement",
+         ["data_prep", "synthetic", "--out", syn, "--train-groups", cfg["train_groups"], "--test-groups",
+          cfg["test_groups"], "--size", cfg["size"], "--seed", cfg["benchmark_seed"], "--placement", placement])
+    roots, lists = {}, {}
+    for split in ("train", "test"):
+        roots[split] = os.path.join(syn, split)
+        lists[split] = os.path.join(d, placement, f"{split}_groups.jsonl")
+        step(f"{placement} {split} group list", ["data_prep", "groups", "--dataset", "synthetic", "--root",
+                                                 roots[split], "--out", lists[split]], done=lists[split])
+    return roots, lists
+
+
+def train_seed(sd, roots, lists, n, seed):
+    """The three models of one seed under `sd`; returns model -> weights."""
+    extra = ["--seed", seed, "--snapshot-every", n, "--log-every", min(250, n)]
+    single = os.path.join(sd, "single")
+    train_stage("single", lists["train"], roots["train"], single, 2 * n, [], tiny=True, extra=extra)
+    stage1 = os.path.join(single, "snapshots", f"single_iter_{n}.caffemodel")
+    if not os.path.exists(stage1):
+        raise UserError(f"{stage1}: Ours-S snapshot at iteration {n} missing (a run with another --iters?)")
+    weights = {"single": os.path.join(single, "weights.caffemodel")}
+    for model in ("group", "group_plus"):
+        out = os.path.join(sd, model)
+        train_stage(model, lists["train"], roots["train"], out, n, ["--from-single", stage1], tiny=True, extra=extra)
+        weights[model] = os.path.join(out, "weights.caffemodel")
+    return weights
+
+
+def evaluate_seed(sd, test_root, weights):
+    """Maps of the test split from each model, evaluated; an evaluation newer than every model's
+    weights is kept. Returns the seed's results.json."""
+    predict("synthetic", test_root, sd, weights, engine="opencv", tiny=True)
+    res = os.path.join(sd, "eval", "synthetic", "results.json")
+    if not (os.path.exists(res) and os.path.getmtime(res) > max(map(os.path.getmtime, weights.values()))):
+        evaluate("synthetic", test_root, sd)
+    with open(res) as f:
+        return json.load(f)
+
+
+def methods_of(results):
+    """paper name -> the method's entry of a results.json (one run: the synthetic test split)."""
+    return {m["name"]: m for m in results["runs"][0]["methods"]}
+
+
+def summarise(per_seed):
+    """per_seed: placement -> [results.json of each seed]. Returns placement -> model -> metric ->
+    (mean, min, max), and placement -> model -> mean PR curve (precision, recall)."""
+    table, curves = {}, {}
+    for placement, results in per_seed.items():
+        table[placement], curves[placement] = {}, {}
+        for model in ORDER:
+            ms = [methods_of(r)[MODELS[model]] for r in results]
+            table[placement][model] = {k: (float(np.mean(v)), float(np.min(v)), float(np.max(v)))
+                                       for k in COLUMNS for v in [[m["metrics"][k] for m in ms]]}
+            curves[placement][model] = {k: [np.asarray(m["curves"][k]) for m in ms] for k in ("precision", "recall")}
+    return table, curves
+
+
+def table_markdown(table, seeds):
+    head = f"| placement | model | {' | '.join(COLUMNS)} |"
+    lines = [f"Mean over training seeds {', '.join(map(str, seeds))} (min-max in brackets); "
+             "mF, S, max F: higher is better, MAE: lower.", "", head, "|" + "---|" * (len(COLUMNS) + 2)]
+    for placement, models in table.items():
+        for model in ORDER:
+            cells = [f"{m:.4f} ({lo:.4f}-{hi:.4f})" for m, lo, hi in (models[model][k] for k in COLUMNS)]
+            lines.append(f"| {placement} | {MODELS[model]} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_pr(curves):
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.4 * len(curves), 4), squeeze=False)
+    for ax, (placement, models) in zip(axes[0], curves.items()):
+        for i, model in enumerate(ORDER):
+            c = models[model]
+            for p, r in zip(c["precision"], c["recall"]):
+                ax.plot(r, p, lw=0.6, alpha=0.35, color=f"C{i}")
+            ax.plot(np.mean(c["recall"], 0), np.mean(c["precision"], 0), lw=1.8, color=f"C{i}",
+                    label=MODELS[model])
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="Recall", ylabel="Precision",
+               title=f"synthetic, {placement} placement")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def run(args):
+    d = os.path.abspath(args.runs)
+    cfg = dict(ABLATION, **{k: v for k, v in vars(args).items() if k in ABLATION and v is not None})
+    if cfg["iters"] < 1 or not cfg["seeds"]:
+        raise UserError("--iters must be >= 1 and --seeds name at least one seed")
+    t0 = time.time()
+    per_seed = {}
+    for placement in cfg["placements"]:
+        roots, lists = benchmark(d, placement, cfg)
+        per_seed[placement] = []
+        for seed in cfg["seeds"]:
+            sd = os.path.join(d, placement, f"seed{seed}")
+            weights = train_seed(sd, roots, lists, cfg["iters"], seed)
+            per_seed[placement].append(evaluate_seed(sd, roots["test"], weights))
+    table, curves = summarise(per_seed)
+    md = table_markdown(table, cfg["seeds"])
+    minutes = (time.time() - t0) / 60
+    summary = {"config": cfg, "minutes": round(minutes, 1),
+               "table": {p: {MODELS[m]: v for m, v in ms.items()} for p, ms in table.items()}}
+    # the three outputs change together: written after everything they summarise exists
+    atomic_write_bytes(os.path.join(d, "pr_curves.png"), plot_pr(curves))
+    atomic_write_text(os.path.join(d, "ablation.json"), json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(os.path.join(d, "ablation.md"), md)
+    print(md)
+    print(f"ablation finished in {minutes:.1f} min; table in {os.path.relpath(d)}/ablation.md, "
+          f"PR curves in {os.path.relpath(d)}/pr_curves.png", file=sys.stderr)
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="python -m apps.ablation", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", default="runs/ablation", help="output folder (default runs/ablation)")
+    ap.add_argument("--iters", type=int, help=f"N: stage 2 iterations; Ours-S gets 2N (default {ABLATION['iters']})")
+    ap.add_argument("--seeds", type=int, nargs="+", help=f"training seeds (default {ABLATION['seeds']})")
+    ap.add_argument("--train-groups", type=int, help=f"default {ABLATION['train_groups']}")
+    ap.add_argument("--test-groups", type=int, help=f"default {ABLATION['test_groups']}")
+    ap.add_argument("--placements", nargs="+", choices=ABLATION["placements"],
+                    help="default: both")
+    return ap.parse_args(argv)
+
+
+@cli
+def main(argv=None):
+    run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
