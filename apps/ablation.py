@@ -24,7 +24,7 @@ from core.errors import UserError, cli
 from core.imageio import atomic_write_bytes, atomic_write_text
 from core.layout import MODELS
 
-ABLATION = {"size": "64x128", "train_groups": 1500, "test_groups": 60, "iters": 750, "seeds": [0, 1],
+ABLATION = {"size": "64x128", "train_groups": 1500, "test_groups": 60, "iters": 500, "seeds": [0, 1],
             "placements": ["anchored", "free"], "benchmark_seed": 0}
 ORDER = ("single", "group", "group_plus")            # Ours-S, the paper's merge, Ours+
 COLUMNS = ("mF", "MAE", "S", "maxF")
