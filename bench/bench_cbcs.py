@@ -9,20 +9,18 @@ Uses the real iCoseg development subset when it is there (ICOSEG_DEV, default
 import os
 import pathlib
 import platform
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-from core.layout import PROJECT_ROOT as ROOT
 
 from baselines import cbcs
 from data_prep.datasets import Dataset, Item, load_dataset
 from core.imageio import atomic_write_bytes
+from core.toydata import icoseg_dev_root
 
-ICOSEG_DEV = pathlib.Path(os.environ.get("ICOSEG_DEV",
-                                         ROOT.parent / "shared" / "datasets" / "icoseg-dev"))
+ICOSEG_DEV = icoseg_dev_root()
 GROUP_SIZES = (5, 11, 15, 25, 10, 11, 18, 5)      # as in the iCoseg development subset
 
 

@@ -333,6 +333,7 @@ def run_cli(*args):
                           capture_output=True, text=True, env=env, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_cli_summary_and_errors(tmp_path):
     r = paired(tmp_path / "c", {"g": ["a", "b"]})
     p = run_cli("summary", "--dataset", "cosal2015", "--root", r, "--verify")

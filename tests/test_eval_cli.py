@@ -72,6 +72,7 @@ def expected(tmp, root, folder):
     return M.dataset_metrics(pairs)[0]
 
 
+@pytest.mark.slow
 def test_end_to_end_tables_and_figures(data, capsys):
     tmp, root = data
     out = tmp / "out"
@@ -138,6 +139,7 @@ def test_missing_predictions_exit_2_with_one_line(data, capsys):
     assert not (tmp / "out").exists()
 
 
+@pytest.mark.slow
 def test_size_mismatch_warned_once_and_resized(data, capsys):
     tmp, root = data
     for p in (tmp / "cbcs_s").glob("*/*.png"):
@@ -175,6 +177,7 @@ def test_one_and_two_workers_agree_exactly(data):
     assert a == b
 
 
+@pytest.mark.slow
 def test_merge_runs_into_one_table1(data, capsys):
     tmp, root = data
     # The fixture's folders (Image/, GroundTruth/) are also read as iCoseg and MSRC layouts,

@@ -329,6 +329,7 @@ def test_equal_to_pysodmetrics_on_random_maps():
     assert_matches_pysod(ours, curves, pysod(pairs))
 
 
+@pytest.mark.slow
 def test_equal_to_pysodmetrics_on_icoseg_dev_masks(icoseg_dev, tmp_path):
     rng = np.random.default_rng(3)
     masks = sorted((icoseg_dev / "ground_truth").glob("*/*.png"))[::3]
