@@ -411,3 +411,29 @@ def test_auc_conventions_on_icoseg_dev_masks(icoseg_dev):
     singles = [M.dataset_metrics([p], modern=False)[0]["AUC"] for p in pairs]
     assert m["AUC_img"] == pytest.approx(np.mean(singles), abs=1e-12)
     assert min(singles) > 0.9
+
+
+def test_per_image_auc_from_pysodmetrics_curves():
+    # PySODMetrics gives each image's TPR and FPR at the 256 thresholds (stored from t = 255
+    # down to 0); the area of each, by the same trapezoidal rule, averaged over the images,
+    # is our AUC_img, and the area of their mean curve our AUC.
+    rng = np.random.default_rng(1)
+    handlers = {"tpr": psm.TPRHandler(with_dynamic=True, with_adaptive=False),
+                "fpr": psm.FPRHandler(with_dynamic=True, with_adaptive=False)}
+    fm = psm.FmeasureV2(metric_handlers=handlers)
+    pairs = []
+    for i in range(5):
+        gt = np.zeros((30, 40), np.uint8)
+        gt[4 + i:20, 6:22 + 3 * i] = 255
+        pred = (np.clip(gt / 255 * 0.4 + rng.random((30, 40)) * (0.5 + 0.1 * i), 0, 1)
+                * 255).astype(np.uint8)
+        pairs.append((pred, gt))
+        fm.step(pred, gt)
+    tprs = [np.asarray(c)[::-1] for c in handlers["tpr"].dynamic_results]
+    fprs = [np.asarray(c)[::-1] for c in handlers["fpr"].dynamic_results]
+    want_img = np.mean([M.area_under_roc(t, f) for t, f in zip(tprs, fprs)])
+    want_avg = M.area_under_roc(np.mean(tprs, 0), np.mean(fprs, 0))
+    m, _ = M.dataset_metrics(pairs, modern=False)
+    assert m["AUC_img"] == pytest.approx(want_img, abs=1e-6)
+    assert m["AUC"] == pytest.approx(want_avg, abs=1e-6)
+    assert abs(m["AUC_img"] - m["AUC"]) > 1e-3     # the example tells the conventions apart
