@@ -48,7 +48,8 @@ def _summary(md):
 
 def run_eval(argv):
     p = argparse.ArgumentParser(prog="python -m eval", description=(
-        "Evaluate saliency maps on a dataset: the paper's metrics (mF, AUC, MAE, AP, PR curve) "
+        "Evaluate saliency maps on a dataset: the paper's metrics (mF, AUC both as the area under "
+        "the image-averaged ROC and as the mean of per-image areas, MAE, AP, PR curve) "
         "and S, max/mean E, max/mean F (PySODMetrics), with Table 1's values beside ours. "
         "'python -m eval table --results ... --out DIR' merges results of several runs."))
     p.add_argument("--dataset", required=True, help="dataset name (data_prep.datasets.READERS)")

@@ -5,7 +5,7 @@
      "runs": [{"dataset", "paper_dataset", "root", "normalization": "minmax" | "raw",
                "groups", "images", "skipped_no_gt",
                "methods": [{"name", "paper_method", "pred_dir", "resized", "resized_example",
-                            "metrics": {mF, AUC, MAE, AP, maxF, meanF, S, maxE, meanE},
+                            "metrics": {mF, AUC, AUC_img, MAE, AP, maxF, meanF, S, maxE, meanE},
                             "paper": {mF, AUC, MAE} | null, "later": {...} | null,
                             "curves": {precision, recall, fmeasure, tpr, fpr, emeasure:
                                        256 values, index = threshold t}}]}]}
