@@ -222,17 +222,14 @@ def global_similarity(hists):
 
     Parameters: hists: list of M (k_m, bins) arrays, one per image of the group.
     Returns a list of M (k_m,) arrays in [0, 1] (all ones for a one-image group)."""
-    m = len(hists)
-    if m == 1:
+    if len(hists) == 1:
         return [np.ones(len(hists[0]))]
-    sizes = [len(h) for h in hists]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    sim = similarity(np.concatenate(hists), np.concatenate(hists))
-    best = np.maximum.reduceat(sim, starts, axis=1)          # (all regions, M)
+    starts = np.concatenate([[0], np.cumsum([len(h) for h in hists])[:-1]])
+    every = np.concatenate(hists)
     out = []
-    for i, (s, k) in enumerate(zip(starts, sizes)):
-        rows = np.delete(best[s:s + k], i, axis=1)
-        out.append(rows.mean(axis=1))
+    for i, h in enumerate(hists):          # one image at a time: memory linear in the group
+        best = np.maximum.reduceat(similarity(h, every), starts, axis=1)     # (k_i, M)
+        out.append(np.delete(best, i, axis=1).mean(axis=1))
     return out
 
 

@@ -241,9 +241,20 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path, capsys):
     # a PNG whose header is fine but whose data is cut short: named in the one line
     bad = ds.root / "first group" / "1.png"
     bad.write_bytes(bad.read_bytes()[:200])
-    _fails(capsys, ["--dataset", "folder", *root, "--out", str(tmp_path / "o2")], ["1.png"])
+    _fails(capsys, ["--dataset", "folder", *root, "--out", str(tmp_path / "o2"), "--workers", "1"],
+           ["1.png"])
 
 
+@pytest.mark.slow
+def test_bad_image_in_a_worker_process_is_one_line(tmp_path, capsys):
+    ds = _folder_dataset(tmp_path / "data")
+    bad = ds.root / "second, group!" / "2.png"
+    bad.write_bytes(bad.read_bytes()[:200])
+    _fails(capsys, ["--dataset", "folder", "--root", str(ds.root), "--out", str(tmp_path / "o"),
+                    "--workers", "2"], ["2.png", "not a readable image"])
+
+
+@pytest.mark.slow
 def test_run_gives_the_same_maps_with_one_or_two_workers(tmp_path):
     ds = _folder_dataset(tmp_path / "data")
     assert cshs.run(ds, tmp_path / "one", workers=1, progress=False) == 6
@@ -261,6 +272,8 @@ def test_real_icoseg_subset_maps_and_metrics(icoseg_dev, tmp_path):
     from core.imageio import read_gray, read_image
     from data_prep.datasets import load_dataset
     from eval.evaluate import evaluate
+    from eval.report import table_markdown
+    from eval.results import make_results
 
     ds = load_dataset("icoseg", icoseg_dev)
     out = tmp_path / "cshs"
@@ -273,3 +286,6 @@ def test_real_icoseg_subset_maps_and_metrics(icoseg_dev, tmp_path):
     m = run["methods"][0]["metrics"]
     assert m["AUC"] > 0.8 and 0.35 < m["mF"] < 1 and 0 < m["MAE"] < 0.35
     assert run["methods"][0]["resized"] == 0
+    # Table 1 puts the paper's CSHS column beside ours
+    table = table_markdown(make_results([run]))
+    assert "| CSHS | CSHS (paper) |" in table and "| 0.5288 |" in table
