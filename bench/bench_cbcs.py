@@ -58,6 +58,13 @@ def cpu_seconds():
     return t.user + t.system + t.children_user + t.children_system
 
 
+def timed(fn, *args, **kwargs):
+    """(wall seconds, CPU seconds of this process and its workers) of fn(*args, **kwargs)."""
+    c, t = cpu_seconds(), time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - t, cpu_seconds() - c
+
+
 def benchmark_dataset(folder):
     """(dataset, description): the iCoseg development subset, or a synthetic one in `folder`."""
     if (ICOSEG_DEV / "images").is_dir():
@@ -85,9 +92,8 @@ def main():
         for single in (False, True):
             for workers in (1, 2):
                 out = tmp / f"out-{int(single)}-{workers}"
-                c, t = cpu_seconds(), time.perf_counter()
-                cbcs.run(ds, out, single=single, workers=workers, progress=False)
-                dt, cpu = time.perf_counter() - t, cpu_seconds() - c
+                dt, cpu = timed(cbcs.run, ds, out, single=single, workers=workers,
+                                progress=False)
                 rows.append(("CBCS-S" if single else "CBCS", workers, dt, n / dt, cpu))
     print(f"CBCS baselines on {source}: {len(ds.groups)} groups, {n} images; {machine()}")
     print()

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 from baselines import cshs
-from bench_cbcs import benchmark_dataset, cpu_seconds, machine
+from bench_cbcs import benchmark_dataset, machine, timed
 from core.imageio import read_image
 
 
@@ -51,9 +51,7 @@ def main():
         n = len(ds)
         rows = []
         for workers in (1, 2):
-            c, t = cpu_seconds(), time.perf_counter()
-            cshs.run(ds, tmp / f"out-{workers}", workers=workers, progress=False)
-            dt, cpu = time.perf_counter() - t, cpu_seconds() - c
+            dt, cpu = timed(cshs.run, ds, tmp / f"out-{workers}", workers=workers, progress=False)
             rows.append((workers, dt, n / dt, cpu))
         stages = stage_seconds(ds)
     print(f"CSHS baseline on {source}: {len(ds.groups)} groups, {n} images; {machine()}")
