@@ -44,7 +44,7 @@ Guesses (the letter's own settings were not available; none was tuned on any ben
   (area ranks the merges, so small noisy basins disappear first).
 - Cut levels: the fine segmentation is the cut with the number of regions nearest to 100
   (`FINE_REGIONS`), the coarse segmentation the one nearest to 12 (`COARSE_REGIONS`); on the
-  iCoseg development subset the cuts have 100-104 and 12-13 regions.
+  iCoseg development subset the cuts have 98-103 and 12-13 regions.
 - Histograms: L, a and b each quantised into 8 uniform bins (`BINS`) over the range that sRGB
   colours take in Lab (L 0..100, a -87..99, b -108..95): 512 bins.
 - Regional similarity: Bhattacharyya coefficient sum_k sqrt(h_i(k) h_j(k)) in [0, 1]; the colour
