@@ -37,7 +37,7 @@ help:
 	@echo "make demo       synthetic co-saliency benchmark: train tiny Ours-S + group model on the CPU, evaluate"
 	@echo "make train      two-stage training (DATA_ROOT, VGG16, GPU=0, RESUME=1)"
 	@echo "make eval DATASET=icoseg   predict a benchmark with the trained models and evaluate (ENGINE=opencv: fast CPU)"
-	@echo "make baselines DATASET=icoseg   CBCS and CBCS-S maps of a benchmark, evaluated"
+	@echo "make baselines DATASET=icoseg   CBCS, CBCS-S and CSHS maps of a benchmark, evaluated"
 	@echo "make table      merge every evaluated benchmark into Table 1 (RUNS/table)"
 	@echo "make reproduce  Table 1 end to end: inputs checked, baselines, training, evaluation, table (DRY_RUN=1: the plan)"
 	@echo "make caffe-cuda Caffe with CUDA (prints the folder for make setup CAFFE_PYTHON=...)"

@@ -32,7 +32,8 @@ from core.layout import (DATASET_FOLDERS, MODELS, PROJECT_ROOT, TABLE1_DATASETS,
 from core.surgery import check_vgg16
 
 # The baselines of Table 1: method name -> the command's module and its extra arguments.
-BASELINES = {"CBCS": ("baselines.cbcs", []), "CBCS-S": ("baselines.cbcs", ["--single"])}
+BASELINES = {"CBCS": ("baselines.cbcs", []), "CBCS-S": ("baselines.cbcs", ["--single"]),
+             "CSHS": ("baselines.cshs", [])}
 BENCHMARKS = sorted(set(DATASET_FOLDERS) - {TRAINING_DATASET})
 
 # Where to get each input `reproduce` needs, printed when it is missing (README "Reproducing Table 1").
@@ -414,7 +415,7 @@ def build_parser():
     t.add_argument("--resume", action="store_true", help="continue unfinished stages from their snapshots")
     r.add_argument("--dry-run", action="store_true", help="check the inputs, print the plan, run nothing")
     e = add("eval", cmd_eval, "predict a benchmark with both trained models and evaluate them")
-    b = add("baselines", cmd_baselines, "the baselines' maps of a benchmark (CBCS, CBCS-S), evaluated")
+    b = add("baselines", cmd_baselines, "the baselines' maps of a benchmark (CBCS, CBCS-S, CSHS), evaluated")
     for p in (e, b):
         p.add_argument("--dataset", required=True, help=", ".join(BENCHMARKS))
         p.add_argument("--data-root", default="data", help="folder holding the benchmarks (README 'Datasets')")

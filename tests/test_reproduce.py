@@ -113,7 +113,7 @@ def test_dry_run_plans_without_running(tmp_path):
     sets = ["icoseg5", "icoseg", "msrc", "cosal2015"]
     expected = []
     for d in sets:
-        expected += [f"CBCS on {d}", f"CBCS-S on {d}", f"evaluate {d}"]
+        expected += [f"CBCS on {d}", f"CBCS-S on {d}", f"CSHS on {d}", f"evaluate {d}"]
     expected += ["training groups (GIST + Lab nearest neighbours)", "train single", "train group"]
     assert planned == expected
     assert not (tmp_path / "out" / ".steps").exists()
