@@ -19,10 +19,10 @@ import time
 
 import numpy as np
 
-from apps.pipeline import evaluate, predict, step, train_stage
+from apps.pipeline import Steps, evaluate, predict, train_stage
 from core.errors import UserError, cli
 from core.imageio import atomic_write_bytes, atomic_write_text
-from core.layout import MODELS
+from core.layout import MODELS, run_dir
 
 ABLATION = {"size": "64x128", "train_groups": 1500, "test_groups": 60, "iters": 500, "seeds": [0, 1],
             "placements": ["anchored", "free"], "benchmark_seed": 0}
@@ -32,43 +32,37 @@ COLUMNS = ("mF", "MAE", "S", "maxF")
 
 def benchmark(d, placement, cfg):
     """The synthetic benchmark of one placement and its two group lists: (train, test) roots and lists."""
-    syn = os.path.join(d, placement, "synthetic")
-    step(f"synthetic benchmark, {placement} placement",
-         ["data_prep", "synthetic", "--out", syn, "--train-groups", cfg["train_groups"], "--test-groups",
-          cfg["test_groups"], "--size", cfg["size"], "--seed", cfg["benchmark_seed"], "--placement", placement])
+    steps = Steps(os.path.join(d, placement))
+    syn = steps.runs / "synthetic"
+    steps.run("synthetic", f"synthetic benchmark, {placement} placement",
+              ["data_prep", "synthetic", "--out", syn, "--train-groups", cfg["train_groups"], "--test-groups",
+               cfg["test_groups"], "--size", cfg["size"], "--seed", cfg["benchmark_seed"], "--placement", placement])
     roots, lists = {}, {}
     for split in ("train", "test"):
-        roots[split] = os.path.join(syn, split)
-        lists[split] = os.path.join(d, placement, f"{split}_groups.jsonl")
-        step(f"{placement} {split} group list", ["data_prep", "groups", "--dataset", "synthetic", "--root",
-                                                 roots[split], "--out", lists[split]], done=lists[split])
+        roots[split] = syn / split
+        lists[split] = steps.runs / f"{split}_groups.jsonl"
+        steps.run(f"groups-{split}", f"{placement} {split} group list",
+                  ["data_prep", "groups", "--dataset", "synthetic", "--root", roots[split], "--out", lists[split]])
     return roots, lists
 
 
-def train_seed(sd, roots, lists, n, seed):
-    """The three models of one seed under `sd`; returns model -> weights."""
+def train_seed(steps, roots, lists, n, seed):
+    """The three models of one seed under steps.runs; returns model -> weights."""
     extra = ["--seed", seed, "--snapshot-every", n, "--log-every", min(250, n)]
-    single = os.path.join(sd, "single")
-    train_stage("single", lists["train"], roots["train"], single, 2 * n, [], tiny=True, extra=extra)
-    stage1 = os.path.join(single, "snapshots", f"single_iter_{n}.caffemodel")
-    if not os.path.exists(stage1):
+    train_stage(steps, "single", lists["train"], roots["train"], 2 * n, [], tiny=True, extra=extra)
+    stage1 = run_dir(steps.runs, "single") / "snapshots" / f"single_iter_{n}.caffemodel"
+    if not stage1.exists():
         raise UserError(f"{stage1}: Ours-S snapshot at iteration {n} missing (a run with another --iters?)")
-    weights = {"single": os.path.join(single, "weights.caffemodel")}
     for model in ("group", "group_plus"):
-        out = os.path.join(sd, model)
-        train_stage(model, lists["train"], roots["train"], out, n, ["--from-single", stage1], tiny=True, extra=extra)
-        weights[model] = os.path.join(out, "weights.caffemodel")
-    return weights
+        train_stage(steps, model, lists["train"], roots["train"], n, ["--from-single", stage1], tiny=True,
+                    extra=extra)
+    return {m: run_dir(steps.runs, m) / "weights.caffemodel" for m in ORDER}
 
 
-def evaluate_seed(sd, test_root, weights):
-    """Maps of the test split from each model, evaluated; an evaluation newer than every model's
-    weights is kept. Returns the seed's results.json."""
-    predict("synthetic", test_root, sd, weights, engine="opencv", tiny=True)
-    res = os.path.join(sd, "eval", "synthetic", "results.json")
-    if not (os.path.exists(res) and os.path.getmtime(res) > max(map(os.path.getmtime, weights.values()))):
-        evaluate("synthetic", test_root, sd)
-    with open(res) as f:
+def evaluate_seed(steps, test_root, weights):
+    """Maps of the test split from each model, evaluated; returns the seed's results.json."""
+    predict(steps, "synthetic", test_root, weights, engine="opencv", tiny=True)
+    with open(evaluate(steps, "synthetic", test_root) / "results.json") as f:
         return json.load(f)
 
 
@@ -137,9 +131,9 @@ def run(args):
         roots, lists = benchmark(d, placement, cfg)
         per_seed[placement] = []
         for seed in cfg["seeds"]:
-            sd = os.path.join(d, placement, f"seed{seed}")
-            weights = train_seed(sd, roots, lists, cfg["iters"], seed)
-            per_seed[placement].append(evaluate_seed(sd, roots["test"], weights))
+            steps = Steps(os.path.join(d, placement, f"seed{seed}"))
+            weights = train_seed(steps, roots, lists, cfg["iters"], seed)
+            per_seed[placement].append(evaluate_seed(steps, roots["test"], weights))
     table, curves = summarise(per_seed)
     md = table_markdown(table, cfg["seeds"])
     minutes = (time.time() - t0) / 60

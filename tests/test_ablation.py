@@ -92,4 +92,4 @@ def test_ablation_at_toy_scale_then_rerun_skips_every_step(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "train group_plus: done already" in again.stderr
     assert "predict synthetic with Ours+: done already" in again.stderr
-    assert "== evaluate" not in again.stderr
+    assert "evaluate synthetic: done already" in again.stderr
