@@ -82,10 +82,14 @@ def test_ablation_at_toy_scale_then_rerun_skips_every_step(tmp_path):
         name = MODELS[model]
         v = [next(m for m in res["runs"][0]["methods"] if m["name"] == name)["metrics"]["mF"] for res in per_seed]
         assert summary["table"]["free"][name]["mF"] == pytest.approx([np.mean(v), min(v), max(v)])
-    # Ours and Ours+ start from Ours-S's snapshot at N; Ours-S itself runs to 2N
-    assert (runs / "free/seed0/single/snapshots/single_iter_2.caffemodel").exists()
-    assert json.load(open(runs / "free/seed1/single/latest.json"))["iter"] == 4
-    assert json.load(open(runs / "free/seed1/group_plus/latest.json"))["iter"] == 2
+    # stage 1: Ours-S for N; stage 2: N more for each model, started from it
+    assert json.load(open(runs / "free/seed1/stage1/single/latest.json"))["iter"] == 2
+    for model in ORDER:
+        assert json.load(open(runs / f"free/seed1/{model}/latest.json"))["iter"] == 2
+    stamps = {m: json.load(open(runs / f"free/seed0/.steps/train/{m}.json"))["argv"] for m in ORDER}
+    start = "<runs>/stage1/single/weights.caffemodel"
+    assert stamps["single"][-2:] == ["--init", start]
+    assert stamps["group"][-2:] == stamps["group_plus"][-2:] == ["--from-single", start]
     assert (runs / "pr_curves.png").stat().st_size > 0
     assert "| free | Ours+ |" in r.stdout and open(runs / "ablation.md").read() in r.stdout
     again = run("apps.ablation", *args)
