@@ -64,8 +64,12 @@ import sys
 
 import numpy as np
 
+from core.args import positive_int
 from core.errors import UserError, cli
-from core.imageio import atomic_write_text, read_image, write_png
+from core.imageio import read_image, write_png
+from core.outputs import atomic_write_text, prepare_out_dir
+from core.progress import progress as progress_bar
+from core.workers import ignore_interrupts, interrupts_deferred, worker_count
 
 from .matlab_ops import (filter_zero_padded, gaussian_kernel, gaussmf, imresize,
                          round_half_away, srgb_to_lab)
@@ -366,7 +370,6 @@ def run(dataset, out, single=False, workers=None, seed=0, groups=None, skip_done
     groups: names of the groups to run (default all); skip_done: leave groups whose maps all
     exist; progress: show a progress bar. Returns the number of images written."""
     from core.layout import prediction_path
-    from tqdm import tqdm
 
     names = list(dataset.groups) if groups is None else list(groups)
     unknown = [g for g in names if g not in dataset.groups]
@@ -381,22 +384,22 @@ def run(dataset, out, single=False, workers=None, seed=0, groups=None, skip_done
         tasks.append((g, [(it.name, str(dataset.root / it.image)) for it in items],
                       str(out), int(seed), bool(single)))
     tasks.sort(key=lambda t: -len(t[1]))       # largest groups first balance the workers
-    if not workers:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
+    workers = worker_count(workers)
     total = sum(len(t[1]) for t in tasks)
     method = "CBCS-S" if single else "CBCS"
     done = 0
-    with tqdm(total=total, unit="img", desc=method, disable=not progress, file=sys.stderr) as bar:
+    with progress_bar(total=total, unit="img", desc=method, enabled=progress) as bar:
         if workers == 1 or len(tasks) <= 1:
             for t in tasks:
                 done += _process_group(t)
                 bar.update(len(t[1]))
         else:
             ctx = multiprocessing.get_context("spawn")
-            pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx)
+            pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
+                                                         initializer=ignore_interrupts)
             with pool as ex:
-                futures = [ex.submit(_process_group, t) for t in tasks]
+                with interrupts_deferred():
+                    futures = [ex.submit(_process_group, t) for t in tasks]
                 try:
                     for fut in concurrent.futures.as_completed(futures):
                         n = fut.result()
@@ -418,11 +421,8 @@ def _prepare_out(out, args):
     """Refuse a non-empty output folder unless --force or --resume (with the same settings)."""
     settings = _settings(args)
     run_file = out / RUN_FILE
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: output path exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (args.force or args.resume):
-        raise UserError(f"{out}: output folder is not empty; use --force to overwrite "
-                        f"or --resume to finish an interrupted run")
+    prepare_out_dir(out, args.force, may_hold=lambda names: args.resume,
+                    flag="--force to overwrite or --resume to finish an interrupted run")
     if args.resume and run_file.is_file():
         try:
             previous = json.loads(run_file.read_text(encoding="utf-8"))
@@ -443,7 +443,7 @@ def _parse(argv):
     p.add_argument("--root", required=True, help="the dataset's folder")
     p.add_argument("--out", required=True, help="output folder for the maps")
     p.add_argument("--single", action="store_true", help="CBCS-S: the single-image layer only")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="processes, each working on one group at a time (default: CPU cores)")
     p.add_argument("--seed", type=int, default=0, help="k-means++ seed (default 0)")
     p.add_argument("--group", action="append", dest="groups", metavar="NAME",
@@ -452,10 +452,7 @@ def _parse(argv):
     mode.add_argument("--force", action="store_true", help="write into a non-empty output folder")
     mode.add_argument("--resume", action="store_true",
                       help="continue an interrupted run: skip groups whose maps all exist")
-    args = p.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    return args
+    return p.parse_args(argv)
 
 
 @cli

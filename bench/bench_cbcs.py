@@ -19,7 +19,7 @@ from core.layout import PROJECT_ROOT as ROOT
 
 from baselines import cbcs
 from data_prep.datasets import Dataset, Item, load_dataset
-from core.imageio import atomic_write_bytes
+from core.outputs import atomic_write_bytes
 
 ICOSEG_DEV = pathlib.Path(os.environ.get("ICOSEG_DEV",
                                          ROOT.parent / "shared" / "datasets" / "icoseg-dev"))

@@ -2,14 +2,20 @@
 
 The dataset readers open every file once through `probe_image`: that catches empty files, files
 that are not images at all (an HTML error page saved as .jpg) and headers cut short, and gives
-every JPEG/PNG/BMP size for the mask-size check, without decoding pixels."""
+every JPEG/PNG/BMP size for the mask-size check, without decoding pixels. It also reads the
+file's last few kilobytes: a JPEG or PNG whose data stops early (an interrupted download or
+copy) is found here, by every command that reads a dataset, and not in the middle of its work."""
 import dataclasses
+import os
 import struct
 from typing import Optional
+
+from core.imageio import TAIL, encoded_data_complete
 
 # The probe's verdicts on a file it cannot use (also issue names of data_prep.datasets).
 EMPTY_FILE = "empty files"
 UNREADABLE = "unreadable files"
+TRUNCATED = "truncated files"
 
 @dataclasses.dataclass(frozen=True)
 class FileInfo:
@@ -70,6 +76,10 @@ def probe_image(path):
             head = f.read(32)
             if not head:
                 return None, EMPTY_FILE
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(len(head), size - TAIL))
+            if not encoded_data_complete(head, head[-TAIL:] if size <= len(head) else f.read()):
+                return None, TRUNCATED
             if head[:3] == b"\xff\xd8\xff":
                 wh = _jpeg_frame(f)
                 if wh is None:
