@@ -30,7 +30,7 @@ from core.device import parse_gpu, select_mode
 from core.args import positive_int
 from core.errors import UserError, cli
 from core.imageio import read_image, write_png
-from core.outputs import prepare_out_dir
+from core.outputs import prepare_out_dir, staged_dir
 from core.netio import check_net, check_weights_fit, load_net, read_prototxt, read_weights
 from core.preprocess import image_to_blob
 from core.progress import progress as progress_bar
@@ -170,7 +170,7 @@ def predict_maps(engine, dataset, seed=0, progress=True):
     """Yield (Item, float32 map in [0, 1] at the image's own size), once per image of `dataset`.
 
     engine: a CaffeEngine or OpenCVEngine; dataset: a data_prep.datasets.Dataset; seed: the
-    draw of the test groups; progress: tqdm bar on stderr."""
+    draw of the test groups; progress: a progress bar on stderr (core.progress)."""
     k, _, h, w = engine.shape
     plan = plan_groups(dataset, k, seed)
     mean = RunningMean(collections.Counter(it for _, sub in plan for it in sub))
@@ -190,12 +190,14 @@ def predict_maps(engine, dataset, seed=0, progress=True):
 
 
 def write_maps(engine, dataset, out_dir, seed=0, progress=True):
-    """Predict every image of `dataset` and write its 8-bit PNG under out_dir (atomically).
-    Returns the number of maps written."""
+    """Predict every image of `dataset` and write its 8-bit PNG under out_dir. The maps are
+    staged and replace those of an earlier run together, at the end (core.outputs.staged_dir):
+    a failed or interrupted run leaves the folder as it was. Returns the number of maps."""
     n = 0
-    for it, m in predict_maps(engine, dataset, seed, progress):
-        write_png(prediction_path(out_dir, it), m)
-        n += 1
+    with staged_dir(out_dir) as stage:
+        for it, m in predict_maps(engine, dataset, seed, progress):
+            write_png(prediction_path(stage, it), m)
+            n += 1
     return n
 
 

@@ -20,6 +20,7 @@ from core.layout import PROJECT_ROOT as ROOT
 from baselines import cbcs
 from data_prep.datasets import Dataset, Item, load_dataset
 from core.outputs import atomic_write_bytes
+from core.workers import available_cpus
 
 ICOSEG_DEV = pathlib.Path(os.environ.get("ICOSEG_DEV",
                                          ROOT.parent / "shared" / "datasets" / "icoseg-dev"))
@@ -80,7 +81,7 @@ def main():
     except (OSError, StopIteration):
         pass
     print(f"CBCS baselines on {source}: {len(ds.groups)} groups, {n} images; "
-          f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+          f"{cpu}, {available_cpus()} cores, load average {os.getloadavg()[0]:.1f}")
     print()
     print("| method | workers | seconds | images/s | CPU seconds (all processes) |")
     print("|---|---|---|---|---|")

@@ -78,15 +78,16 @@ def atomic_write_text(path, text):
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def write_together(out_dir, files, owned=()):
-    """Replace a set of files in out_dir so that they change together or not at all.
+@contextlib.contextmanager
+def staged_dir(out_dir, owned=()):
+    """Yield a hidden staging folder inside out_dir to write a command's outputs into (any
+    number of files, in sub-folders too); when the block succeeds they replace their
+    counterparts in out_dir together, and when it fails or is interrupted out_dir is as before.
 
-    files: {name: str | bytes}, every content computed before the call; owned: names this
-    command writes when it has them (e.g. an optional figure): a stale one not in `files` is
-    removed with the swap, so that the folder never mixes two runs. Every file is staged in a
-    hidden folder beside them first (a full disk fails there, with nothing touched); the old
-    files are then moved aside and the new ones renamed in, and a failure during the swap puts
-    the old ones back."""
+    owned: names (relative paths) this command writes when it has them (e.g. an optional
+    figure): a stale one that was not written this time is removed with the swap, so that the
+    folder never mixes two runs. The swap moves the old files aside and renames the new ones
+    in; a failure during it puts the old ones back."""
     out_dir = os.fspath(out_dir)
     _makedirs(out_dir)
     try:
@@ -97,18 +98,30 @@ def write_together(out_dir, files, owned=()):
         new, old = os.path.join(stage, "new"), os.path.join(stage, "old")
         os.mkdir(new)
         os.mkdir(old)
-        for name, content in files.items():
-            data = content.encode("utf-8") if isinstance(content, str) else content
-            target = os.path.join(new, name)
-            try:
-                with open(target, "wb") as f:
-                    f.write(data)
-                os.chmod(target, 0o666 & ~_UMASK)
-            except OSError as e:
-                raise write_failed(os.path.join(out_dir, name), e) from None
-        _swap(out_dir, new, old, list(files), [n for n in owned if n not in files])
+        yield new
+        names = [os.path.relpath(os.path.join(d, f), new) for d, _, files in os.walk(new) for f in files]
+        _swap(out_dir, new, old, sorted(names), [n for n in owned if n not in names])
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_together(out_dir, files, owned=()):
+    """Replace a set of files in out_dir so that they change together or not at all (see
+    staged_dir). files: {name: str | bytes}, every content computed before the call."""
+    with staged_dir(out_dir, owned) as new:
+        for name, content in files.items():
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            try:
+                with open(os.path.join(new, name), "wb") as f:
+                    f.write(data)
+                os.chmod(os.path.join(new, name), 0o666 & ~_UMASK)
+            except OSError as e:
+                raise write_failed(os.path.join(out_dir, name), e) from None
+
+
+def _move(src, dst):
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    os.replace(src, dst)
 
 
 def _swap(out_dir, new, old, names, stale):
@@ -116,10 +129,10 @@ def _swap(out_dir, new, old, names, stale):
     try:
         for name in list(names) + list(stale):
             if os.path.lexists(os.path.join(out_dir, name)):
-                os.replace(os.path.join(out_dir, name), os.path.join(old, name))
+                _move(os.path.join(out_dir, name), os.path.join(old, name))
                 moved.append(name)
         for name in names:
-            os.replace(os.path.join(new, name), os.path.join(out_dir, name))
+            _move(os.path.join(new, name), os.path.join(out_dir, name))
             placed.append(name)
     except OSError as e:
         for name in placed:

@@ -270,7 +270,7 @@ def describe_files(paths, workers=2, cache_path=None, progress=True):
         workers: threads computing descriptors in parallel (the FFTs, OpenCV and numpy's large
             array operations release the GIL, so threads use the cores without pickling).
         cache_path: HDF5 file of cached descriptors (read, then rewritten with the union), or None.
-        progress: show a tqdm bar on stderr.
+        progress: a progress bar on stderr (core.progress).
     """
     paths = [os.fspath(p) for p in paths]
     keys = [file_key(p) for p in paths]

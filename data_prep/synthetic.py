@@ -487,7 +487,7 @@ def generate(out, config, train_groups, test_groups, workers=None, progress=True
         config: Config.
         train_groups, test_groups: number of groups per split (0 allowed).
         workers: processes (default: all cores); 1 renders in this process.
-        progress: tqdm bar on stderr.
+        progress: a progress bar on stderr (core.progress).
     """
     config.validate()
     if train_groups < 0 or test_groups < 0:

@@ -112,7 +112,7 @@ def evaluate(dataset, methods, normalize=True, modern=True, workers=None, progre
     normalize -- min-max normalise the maps (False: raw); modern -- also S and E-measure;
     workers -- processes (default: the CPUs this process may use, at most one per 100 images;
     they are started by a fork server or spawned, so a script calling this with workers > 1
-    needs the usual `if __name__ == "__main__":` guard); progress -- tqdm bar.
+    needs the usual `if __name__ == "__main__":` guard); progress -- a progress bar (core.progress).
     Returns: a run dict (eval.results) with, per method, "resized" (how many maps were of
     another size than their ground truth) and "resized_example" (one such path, or None).
     """
