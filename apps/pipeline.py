@@ -26,7 +26,7 @@ import time
 
 from core.device import check_gpu, parse_gpu
 from core.errors import UserError, cli
-from core.imageio import atomic_write_text
+from core.outputs import atomic_write_text
 from core.layout import (DATASET_FOLDERS, MODELS, PROJECT_ROOT, TABLE1_DATASETS, TRAINING_DATASET,
                          dataset_root, eval_dir, maps_dir, model_files, run_dir, table_dir)
 from core.surgery import check_vgg16

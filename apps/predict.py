@@ -27,10 +27,13 @@ from core.layout import MODELS, model_files, prediction_path
 from data_prep.datasets import load_dataset, verify_dataset
 from data_prep.test_groups import sample_subgroups
 from core.device import parse_gpu, select_mode
+from core.args import positive_int
 from core.errors import UserError, cli
 from core.imageio import read_image, write_png
+from core.outputs import prepare_out_dir, staged_dir
 from core.netio import check_net, check_weights_fit, load_net, read_prototxt, read_weights
 from core.preprocess import image_to_blob
+from core.progress import progress as progress_bar
 
 ENGINES = ("caffe", "opencv")
 
@@ -167,13 +170,11 @@ def predict_maps(engine, dataset, seed=0, progress=True):
     """Yield (Item, float32 map in [0, 1] at the image's own size), once per image of `dataset`.
 
     engine: a CaffeEngine or OpenCVEngine; dataset: a data_prep.datasets.Dataset; seed: the
-    draw of the test groups; progress: tqdm bar on stderr."""
-    from tqdm import tqdm
-
+    draw of the test groups; progress: a progress bar on stderr (core.progress)."""
     k, _, h, w = engine.shape
     plan = plan_groups(dataset, k, seed)
     mean = RunningMean(collections.Counter(it for _, sub in plan for it in sub))
-    for _, sub in tqdm(plan, desc=f"predict ({engine.name})", unit="group", disable=not progress or None):
+    for _, sub in progress_bar(plan, desc=f"predict ({engine.name})", unit="group", enabled=progress):
         images = {}
         for it in sub:
             if it not in images:
@@ -189,27 +190,26 @@ def predict_maps(engine, dataset, seed=0, progress=True):
 
 
 def write_maps(engine, dataset, out_dir, seed=0, progress=True):
-    """Predict every image of `dataset` and write its 8-bit PNG under out_dir (atomically).
-    Returns the number of maps written."""
+    """Predict every image of `dataset` and write its 8-bit PNG under out_dir. The maps are
+    staged and replace those of an earlier run together, at the end (core.outputs.staged_dir):
+    a failed or interrupted run leaves the folder as it was. Returns the number of maps."""
     n = 0
-    for it, m in predict_maps(engine, dataset, seed, progress):
-        write_png(prediction_path(out_dir, it), m)
-        n += 1
+    with staged_dir(out_dir) as stage:
+        for it, m in predict_maps(engine, dataset, seed, progress):
+            write_png(prediction_path(stage, it), m)
+            n += 1
     return n
 
 
 # ---------------------------------------------------------------- command line
 def _check_out_dir(out, force, source_root):
+    """--out checked before any work (core.outputs.prepare_out_dir), and not inside the input."""
     out = pathlib.Path(os.path.expanduser(out))
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: --out exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UserError(f"{out}: output folder exists and is not empty (use --force to write into it)")
     src = pathlib.Path(source_root).resolve()
     if out.resolve() == src or src in out.resolve().parents:
         raise UserError(f"{out}: --out must not be inside the input folder {src} "
                         "(the maps would be read as images next time)")
-    return out
+    return pathlib.Path(prepare_out_dir(out, force))
 
 
 def build_parser():
@@ -228,7 +228,7 @@ def build_parser():
     p.add_argument("--model", choices=sorted(MODELS), default="group",
                    help="group: the group model (Ours); single: Ours-S (default group)")
     p.add_argument("--prototxt", help="deploy prototxt (default: prototxt/<model>_deploy.prototxt)")
-    p.add_argument("--group-size", type=int, default=None,
+    p.add_argument("--group-size", type=positive_int, default=None,
                    help="images per group; must match the deploy net's batch (default: the net's)")
     p.add_argument("--engine", choices=ENGINES, default="caffe",
                    help="caffe: pycaffe (CPU or --gpu); opencv: OpenCV DNN, the fast CPU path")

@@ -10,36 +10,50 @@ latest.json (the last complete snapshot, what --resume continues from) and weigh
 (the newest weights, what prediction uses). SIGINT / SIGTERM write a snapshot before exiting.
 Resuming also skips the groups the data layer had already served, so an interrupted and resumed
 run sees the same data in the same order as one that was never interrupted.
+
+What can go wrong is found before Caffe sees it (core.netio): the prototxts' shapes, the solver's
+settings, a solverstate that is corrupt or belongs to another model. A resume that fails leaves
+the run folder as it was: the train prototxt and solver are written there only once the solver
+has been built and restored. A run folder can be moved or copied: --resume restores from the
+folder's own caffemodel, whatever path the solverstate remembers. A snapshot is pointed to only
+once both of its files are complete and read back.
 """
 import argparse
 import csv
 import json
 import math
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 import numpy as np
 
+from core.args import non_negative_int, positive_float, positive_int
 from core.errors import UserError, cli
-from core.imageio import atomic_write_bytes, atomic_write_text
 from core.layout import MODELS, SCORE_LAYER, model_files
-from core.netio import caffe, caffe_pb2, check_net, load_net, read_prototxt
+from core.netio import (caffe, caffe_pb2, check_net, load_net, read_prototxt, read_solver,
+                        read_solverstate, read_weights, restore)
+from core.netcheck import TWO_HISTORIES, check_solver, solver_type
+from core.outputs import (STAGING_PREFIX, atomic_path, atomic_write_bytes, atomic_write_text,
+                          check_space, prepare_out_dir, write_together)
 from core.surgery import init_bilinear, single_to_group, transplant_vgg16
 
-def write_train_net(src, dst, data_params):
-    """Copy the train prototxt with the data layer's JSON param_str updated."""
+
+# ---------------------------------------------------------------- the run's records
+def train_net(src, data_params):
+    """The train prototxt with the data layer's JSON param_str updated (checked, in memory)."""
     net = read_prototxt(src)
-    check_net(net, src)
+    check_net(net, src, "train")
     layer = next((x for x in net.layer if x.type == "Python"), None)
     if layer is None:
         raise UserError(f"{src}: no Python data layer to configure")
     p = json.loads(layer.python_param.param_str or "{}")
     p.update(data_params)
     layer.python_param.param_str = json.dumps(p)
-    atomic_write_text(dst, str(net))
-    return p
+    return net
 
 
 # Solver fields that belong to a run, not to a solver file: apps.train sets them itself (it takes
@@ -47,8 +61,9 @@ def write_train_net(src, dst, data_params):
 RUN_FIELDS = ("net", "train_net", "snapshot", "snapshot_prefix", "display", "solver_mode", "device_id")
 
 
-def write_solver(src, dst, net_path, prefix, max_iter, gpu, overrides=()):
-    s = read_prototxt(src, caffe_pb2.SolverParameter)
+def run_solver(src, net_path, prefix, max_iter, gpu, overrides=()):
+    """The solver file with what belongs to the run filled in (checked, in memory)."""
+    s = read_solver(src)
     owned = [f for f in RUN_FIELDS if s.HasField(f)]
     if owned:
         raise UserError(f"{src}: sets {', '.join(owned)}, which apps.train sets for each run "
@@ -61,8 +76,23 @@ def write_solver(src, dst, net_path, prefix, max_iter, gpu, overrides=()):
     s.solver_mode = caffe_pb2.SolverParameter.GPU if gpu is not None else caffe_pb2.SolverParameter.CPU
     for k, v in overrides:
         setattr(s, k, type(getattr(s, k))(v))
-    atomic_write_text(dst, str(s))
+    check_solver(s, src)
     return s
+
+
+def _without_data_params(net):
+    """The net as the model and variant it describes, whatever data it is fed."""
+    net = caffe_pb2.NetParameter.FromString(net.SerializeToString())
+    for layer in net.layer:
+        if layer.type == "Python":
+            layer.python_param.param_str = ""
+    return net
+
+
+# What a run folder holds: a folder with only these and no latest.json is a run that failed
+# before its first snapshot, which a new run may take over.
+RUN_FILES = {"train.prototxt", "solver.prototxt", "loss.csv", "val.csv", "loss.png", "snapshots",
+             "weights.caffemodel", "latest.json"}
 
 
 class Run:
@@ -71,28 +101,54 @@ class Run:
     def __init__(self, out):
         self.out = out
         self.snapdir = os.path.join(out, "snapshots")
-        os.makedirs(self.snapdir, exist_ok=True)
+        self.partial = os.path.join(self.snapdir, STAGING_PREFIX + "partial")
         self.latest_path = os.path.join(out, "latest.json")
+        self.net_path = os.path.join(out, "train.prototxt")
+        self.solver_path = os.path.join(out, "solver.prototxt")
         self.loss_csv = os.path.join(out, "loss.csv")
         self.val_csv = os.path.join(out, "val.csv")
 
     def latest(self):
         if not os.path.exists(self.latest_path):
             return None
-        with open(self.latest_path) as f:
-            latest = json.load(f)
-        state = os.path.join(self.out, latest["solverstate"])
-        if not os.path.isfile(state):
-            raise UserError(f"{self.latest_path}: names {state}, which is missing")
+        try:
+            with open(self.latest_path) as f:
+                latest = json.load(f)
+            latest = {k: latest[k] for k in ("iter", "caffemodel", "solverstate")}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{self.latest_path}: not a snapshot pointer of apps.train ({e})") from None
+        for key in ("solverstate", "caffemodel"):
+            path = os.path.join(self.out, latest[key])
+            if not os.path.isfile(path):
+                raise UserError(f"{self.latest_path}: names {path}, which is missing")
         return latest
 
+    def check_same_model(self, net):
+        """Refuse to resume a run of another model or variant (its records stay as they are)."""
+        if not os.path.isfile(self.net_path):
+            return
+        old = _without_data_params(read_prototxt(self.net_path))
+        if old != _without_data_params(net):
+            raise UserError(f"{self.net_path}: this run was trained with another net "
+                            f"('{old.name}', {len(old.layer)} layers); resume it with its own "
+                            "--model and --tiny, or choose another --out")
+
+    def write_records(self, net, solver):
+        """train.prototxt and solver.prototxt, together, only where they changed."""
+        files = {self.net_path: str(net), self.solver_path: str(solver)}
+        changed = {os.path.basename(p): t for p, t in files.items() if _read_text(p) != t}
+        if changed:
+            write_together(self.out, changed)
+
     def truncate_logs(self, iteration):
-        """Drop log rows past `iteration` (written after the snapshot being resumed from)."""
+        """Drop log rows past `iteration` (written after the snapshot being resumed from) and
+        any row cut short by a crash."""
         for path in (self.loss_csv, self.val_csv):
             if os.path.exists(path):
                 with open(path, newline="") as f:
                     rows = list(csv.reader(f))
-                keep = rows[:1] + [r for r in rows[1:] if int(r[0]) <= iteration]
+                keep = rows[:1] + [r for r in rows[1:] if len(r) == len(rows[0]) and
+                                   r[0].isdigit() and int(r[0]) <= iteration]
                 atomic_write_text(path, "".join(",".join(r) + "\n" for r in keep))
 
     def append(self, path, header, row):
@@ -102,12 +158,32 @@ class Run:
                 f.write(",".join(header) + "\n")
             f.write(",".join(str(x) for x in row) + "\n")
 
-    def snapshot(self, solver, prefix_name):
-        """Caffe writes <prefix>_iter_N.{caffemodel,solverstate} non-atomically; the pointers are
-        written only once both exist, so a crash mid-snapshot never corrupts what resume uses."""
-        solver.snapshot()
+    def snapshot_bytes(self, net, kind):
+        """About what one snapshot (caffemodel + solverstate) takes on disk."""
+        n = sum(p.data.size for params in net.params.values() for p in params)
+        return 4 * n * (2 + (kind in TWO_HISTORIES)) + (1 << 20)
+
+    def snapshot(self, solver, prefix_name, kind):
+        """Caffe writes <prefix>_iter_N.{caffemodel,solverstate} non-atomically and aborts on a
+        full disk. So: free space is checked first; Caffe writes into snapshots/.tmp-partial;
+        both files are read back, then moved into snapshots/; only then are weights.caffemodel
+        and latest.json pointed at them. A crash at any moment leaves the pointers on the last
+        complete snapshot."""
         it = solver.iter
         base = f"{prefix_name}_iter_{it}"
+        check_space(self.snapdir, self.snapshot_bytes(solver.net, kind), f"the snapshot of iteration {it}")
+        solver.snapshot()
+        files = {}
+        for ext in ("caffemodel", "solverstate"):
+            src = os.path.join(self.partial, f"{base}.{ext}")
+            if not os.path.isfile(src):
+                raise UserError(f"{src}: Caffe did not write the snapshot")
+            files[ext] = src
+        read_weights(files["caffemodel"])
+        if read_solverstate(files["solverstate"]).iter != it:
+            raise UserError(f"{files['solverstate']}: snapshot of iteration {it} reads back wrong")
+        for ext, src in files.items():
+            os.replace(src, os.path.join(self.snapdir, f"{base}.{ext}"))
         model = os.path.join("snapshots", base + ".caffemodel")
         state = os.path.join("snapshots", base + ".solverstate")
         with open(os.path.join(self.out, model), "rb") as f:
@@ -136,10 +212,17 @@ class Run:
         ax.set_yscale("log")
         ax.legend()
         fig.tight_layout()
-        tmp = os.path.join(self.out, ".loss.png.tmp.png")
-        fig.savefig(tmp, dpi=100)
+        with atomic_path(os.path.join(self.out, "loss.png"), suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100)
         plt.close(fig)
-        os.replace(tmp, os.path.join(self.out, "loss.png"))
+
+
+def _read_text(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def validate(test_net, loader_params, n_groups):
@@ -187,31 +270,27 @@ def parse_args(argv):
     ap.add_argument("--tiny", action="store_true", help="the narrow CPU variant (prototxt/tiny)")
     ap.add_argument("--train-list", required=True, help="JSON Lines group list (data_prep)")
     ap.add_argument("--data-root", required=True, help="folder the list's paths are relative to")
-    ap.add_argument("--out", required=True, help="run folder")
+    ap.add_argument("--out", required=True, help="run folder (new or empty, unless --resume)")
+    ap.add_argument("--force", action="store_true", help="start a run in a folder that holds other files")
     ap.add_argument("--solver", help="solver prototxt (default: the model's, prototxt/[tiny/]solver_<model>)")
-    ap.add_argument("--iters", type=int, help="iterations in total (default: the solver's max_iter)")
-    ap.add_argument("--base-lr", type=float, help="override the solver's base_lr")
+    ap.add_argument("--iters", type=non_negative_int, help="iterations in total (default: the solver's max_iter)")
+    ap.add_argument("--base-lr", type=positive_float, help="override the solver's base_lr (> 0)")
     init = ap.add_mutually_exclusive_group()
     init.add_argument("--vgg16", help="VGG_ILSVRC_16_layers.caffemodel for the semantic block (stage 1)")
     init.add_argument("--from-single", help="trained Ours-S weights to start the group model or Ours+ from (stage 2)")
     init.add_argument("--init", help="weights of this same model to start from")
     ap.add_argument("--resume", action="store_true", help="continue from the run folder's latest snapshot")
-    ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
-    ap.add_argument("--snapshot-every", type=int, default=1000, help="iterations between snapshots")
-    ap.add_argument("--log-every", type=int, default=20, help="iterations between progress lines")
+    ap.add_argument("--gpu", type=non_negative_int, help="GPU id (default: CPU)")
+    ap.add_argument("--snapshot-every", type=positive_int, default=1000, help="iterations between snapshots")
+    ap.add_argument("--log-every", type=positive_int, default=20, help="iterations between progress lines")
     ap.add_argument("--val-list", help="held-out group list for validation")
     ap.add_argument("--val-root", help="data root of --val-list (default: --data-root)")
-    ap.add_argument("--val-every", type=int, default=1000, help="iterations between validations")
-    ap.add_argument("--val-groups", type=int, default=20, help="groups per validation (the list's first)")
+    ap.add_argument("--val-every", type=positive_int, default=1000, help="iterations between validations")
+    ap.add_argument("--val-groups", type=positive_int, default=20, help="groups per validation (the list's first)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the data order and of Caffe's fillers")
     ap.add_argument("--cache", action="store_true", help="keep decoded training images in memory")
-    ap.add_argument("--workers", type=int, default=2, help="decoding threads of the data layer")
+    ap.add_argument("--workers", type=positive_int, default=2, help="decoding threads of the data layer")
     args = ap.parse_args(argv)
-    for k in ("snapshot_every", "log_every", "val_every", "val_groups", "workers"):
-        if getattr(args, k) < 1:
-            ap.error(f"--{k.replace('_', '-')} must be >= 1")
-    if args.iters is not None and args.iters < 0:
-        ap.error("--iters must be >= 0")
     if args.from_single and args.model == "single":
         ap.error("--from-single starts a group model (group, group_plus) from Ours-S")
     return args
@@ -222,94 +301,164 @@ def fmt_time(s):
     return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def train(args):
-    train_proto, deploy_proto, solver_proto = model_files(args.model, args.tiny)
-    solver_src = args.solver or solver_proto
-    run = Run(os.path.abspath(args.out))
-    latest = run.latest() if args.resume else None
+# ---------------------------------------------------------------- the steps of train()
+def check_inputs(args):
+    """The files named on the command line, before anything is touched."""
+    for path, what in ((args.train_list, "train list"), (args.val_list, "validation list"),
+                       (args.solver, "solver")):
+        if path and not os.path.isfile(path):
+            raise UserError(f"{path}: {what} not found")
+    for path in (args.vgg16, args.from_single, args.init):
+        if path and not os.path.isfile(path):
+            raise UserError(f"{path}: weights file not found")
+    if not os.path.isdir(args.data_root):
+        raise UserError(f"{args.data_root}: data root not found")
+
+
+def open_run(args):
+    """The run folder, checked (writable, new or this run's own) before the work; and the
+    snapshot to resume from, or None."""
+    run = Run(os.path.abspath(os.path.expanduser(args.out)))
+    latest = run.latest() if args.resume and os.path.isdir(run.out) else None
     if args.resume and latest is None:
         raise UserError(f"{run.latest_path}: nothing to resume (no snapshot in {args.out})")
     if not args.resume and os.path.exists(run.latest_path):
         raise UserError(f"{args.out}: already holds a run; pass --resume to continue it or choose another --out")
+    prepare_out_dir(run.out, force=args.force,
+                    may_hold=lambda names: args.resume or set(names) <= RUN_FILES)
+    os.makedirs(run.out, exist_ok=True)
+    shutil.rmtree(run.partial, ignore_errors=True)     # what a crash mid-snapshot left
+    return run, latest
+
+
+def build_solver(args, run, start, scratch):
+    """The run's train net and solver (checked, in memory) and a Caffe solver built from copies
+    of them in `scratch`, so that the run folder's records are untouched until it all worked."""
+    train_proto, _, solver_proto = model_files(args.model, args.tiny)
+    solver_src = args.solver or solver_proto
+    net = train_net(train_proto, {
+        "group_list": os.path.abspath(args.train_list), "data_root": os.path.abspath(args.data_root),
+        "seed": args.seed, "skip": start, "cache": args.cache, "workers": args.workers})
+    if start:
+        run.check_same_model(net)
+    max_iter = args.iters if args.iters is not None else read_solver(solver_src).max_iter
+    overrides = [("base_lr", args.base_lr)] if args.base_lr is not None else []
+    solver_param = run_solver(solver_src, run.net_path, os.path.join(run.partial, args.model),
+                              max_iter, args.gpu, overrides)
+    staged = caffe_pb2.SolverParameter()
+    staged.CopyFrom(solver_param)
+    staged.net = os.path.join(scratch, "train.prototxt")
+    atomic_write_text(staged.net, str(net))
+    atomic_write_text(os.path.join(scratch, "solver.prototxt"), str(staged))
+    solver = caffe.get_solver(os.path.join(scratch, "solver.prototxt"))
+    return solver, net, solver_param
+
+
+def start_weights(solver, solver_param, args, run, latest, scratch):
+    """Restore the snapshot being resumed (from the run folder's own caffemodel) or initialise."""
+    if latest:
+        restore(solver, solver_param, os.path.join(run.out, latest["solverstate"]),
+                os.path.join(run.out, latest["caffemodel"]), scratch)
+        run.truncate_logs(latest["iter"])
+        return f"resumed from iteration {latest['iter']} ({latest['solverstate']})"
+    run.truncate_logs(0)     # rows of an earlier start that failed before its first snapshot
+    return "initialised: " + init_weights(solver.net, args)
+
+
+def make_validator(args, solver):
+    """(deploy net sharing the solver's weights, loader parameters) or None without --val-list."""
+    if not args.val_list:
+        return None
+    from python_layers.group_data_layer import GroupLoader, parse_params
+    test_net = load_net(model_files(args.model, args.tiny).deploy)
+    test_net.share_with(solver.net)
+    shape = test_net.blobs["data"].data.shape
+    params = parse_params(json.dumps({
+        "group_list": os.path.abspath(args.val_list), "group_size": shape[0],
+        "data_root": os.path.abspath(args.val_root or args.data_root),
+        "height": shape[2], "width": shape[3], "shuffle": False, "prefetch": 2}))
+    GroupLoader(params).close()      # the list and its files checked now, not at the first validation
+    return test_net, params
+
+
+class StopSignals:
+    """SIGINT / SIGTERM during the loop only set a flag: the loop ends after its step and the
+    final snapshot is written."""
+
+    def __init__(self):
+        self.signal = None
+
+    def __enter__(self):
+        self.old = {s: signal.signal(s, self._on) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _on(self, signum, frame):
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+def loop(solver, run, args, max_iter, val, stop, kind):
+    """Step the solver to max_iter: loss.csv every iteration, a progress line every --log-every,
+    validation every --val-every, a snapshot every --snapshot-every."""
+    t0, it0, recent = time.time(), solver.iter, []
+    while solver.iter < max_iter and stop.signal is None:
+        solver.step(1)
+        it = solver.iter
+        loss = float(solver.net.blobs["loss"].data)
+        if not math.isfinite(loss):
+            raise UserError(f"loss became {loss} at iteration {it}; lower the learning rate (--base-lr)")
+        run.append(run.loss_csv, ("iter", "loss", "seconds"), (it, f"{loss:.6g}", f"{time.time() - t0:.2f}"))
+        recent = (recent + [loss])[-args.log_every:]
+        if it % args.log_every == 0 or it == max_iter:
+            rate = (it - it0) / max(time.time() - t0, 1e-9)
+            eta = (max_iter - it) / rate if rate > 0 else 0
+            print(f"iter {it}/{max_iter}  loss {np.mean(recent):.4g}  {rate:.2f} it/s  ETA {fmt_time(eta)}",
+                  file=sys.stderr)
+        if val and it % args.val_every == 0:
+            mae, mf = validate(val[0], val[1], args.val_groups)
+            run.append(run.val_csv, ("iter", "MAE", "mF"), (it, f"{mae:.5f}", f"{mf:.5f}"))
+            print(f"iter {it}  validation MAE {mae:.4f}  mF {mf:.4f}", file=sys.stderr)
+        if it % args.snapshot_every == 0 and it < max_iter:
+            run.snapshot(solver, args.model, kind)
+            run.plot()
+
+
+def train(args):
+    check_inputs(args)
+    run, latest = open_run(args)
     start = latest["iter"] if latest else 0
-    for path, what in ((args.train_list, "train list"), (args.val_list, "validation list")):
-        if path and not os.path.isfile(path):
-            raise UserError(f"{path}: {what} not found")
 
     from core.device import select_mode
     select_mode(args.gpu)
     caffe.set_random_seed(args.seed)
 
-    net_path = os.path.join(run.out, "train.prototxt")
-    write_train_net(train_proto, net_path, {
-        "group_list": os.path.abspath(args.train_list), "data_root": os.path.abspath(args.data_root),
-        "seed": args.seed, "skip": start, "cache": args.cache, "workers": args.workers})
-    solver_param = read_prototxt(solver_src, caffe_pb2.SolverParameter)
-    max_iter = args.iters if args.iters is not None else solver_param.max_iter
-    overrides = [("base_lr", args.base_lr)] if args.base_lr is not None else []
-    prefix_name = args.model
-    write_solver(solver_src, os.path.join(run.out, "solver.prototxt"), net_path,
-                 os.path.join(run.snapdir, prefix_name), max_iter, args.gpu, overrides)
-    solver = caffe.get_solver(os.path.join(run.out, "solver.prototxt"))
-
-    if latest:
-        solver.restore(os.path.join(run.out, latest["solverstate"]))
-        run.truncate_logs(start)
-        print(f"resumed from iteration {start} ({latest['solverstate']})", file=sys.stderr)
-    else:
-        print("initialised:", init_weights(solver.net, args), file=sys.stderr)
-
-    val = None
-    if args.val_list:
-        from python_layers.group_data_layer import GroupLoader, parse_params
-        test_net = load_net(deploy_proto)
-        test_net.share_with(solver.net)
-        shape = test_net.blobs["data"].data.shape
-        val = (test_net, parse_params(json.dumps({
-            "group_list": os.path.abspath(args.val_list), "group_size": shape[0],
-            "data_root": os.path.abspath(args.val_root or args.data_root),
-            "height": shape[2], "width": shape[3], "shuffle": False, "prefetch": 2})))
-        GroupLoader(val[1]).close()      # the list and its files checked now, not at the first validation
-
-    stop = {"signal": None}
-
-    def on_signal(signum, frame):
-        stop["signal"] = signum
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    t0, it0, recent = time.time(), solver.iter, []
+    scratch = tempfile.mkdtemp(dir=run.out, prefix=STAGING_PREFIX)
     try:
-        while solver.iter < max_iter and stop["signal"] is None:
-            solver.step(1)
-            it = solver.iter
-            loss = float(solver.net.blobs["loss"].data)
-            if not math.isfinite(loss):
-                raise UserError(f"loss became {loss} at iteration {it}; lower the learning rate (--base-lr)")
-            run.append(run.loss_csv, ("iter", "loss", "seconds"), (it, f"{loss:.6g}", f"{time.time() - t0:.2f}"))
-            recent = (recent + [loss])[-args.log_every:]
-            if it % args.log_every == 0 or it == max_iter:
-                rate = (it - it0) / max(time.time() - t0, 1e-9)
-                eta = (max_iter - it) / rate if rate > 0 else 0
-                print(f"iter {it}/{max_iter}  loss {np.mean(recent):.4g}  {rate:.2f} it/s  ETA {fmt_time(eta)}",
-                      file=sys.stderr)
-            if val and it % args.val_every == 0:
-                mae, mf = validate(val[0], val[1], args.val_groups)
-                run.append(run.val_csv, ("iter", "MAE", "mF"), (it, f"{mae:.5f}", f"{mf:.5f}"))
-                print(f"iter {it}  validation MAE {mae:.4f}  mF {mf:.4f}", file=sys.stderr)
-            if it % args.snapshot_every == 0 and it < max_iter:
-                run.snapshot(solver, prefix_name)
-                run.plot()
-        if solver.iter > start or not os.path.exists(run.latest_path):
-            it = run.snapshot(solver, prefix_name)
-            run.plot()
-            print(f"snapshot at iteration {it}: {os.path.join(args.out, 'weights.caffemodel')}", file=sys.stderr)
+        solver, net, solver_param = build_solver(args, run, start, scratch)
+        kind = solver_type(solver_param)
+        check_space(run.out, run.snapshot_bytes(solver.net, kind), "a snapshot")
+        print(start_weights(solver, solver_param, args, run, latest, scratch), file=sys.stderr)
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    if stop["signal"] is not None:
-        print(f"stopped by signal {stop['signal']} at iteration {solver.iter}; continue with --resume",
-              file=sys.stderr)
-        return 128 + stop["signal"]
+        shutil.rmtree(scratch, ignore_errors=True)
+    run.write_records(net, solver_param)       # only now: the solver was built and restored
+    os.makedirs(run.partial, exist_ok=True)
+    val = make_validator(args, solver)
+
+    with StopSignals() as stop:
+        loop(solver, run, args, solver_param.max_iter, val, stop, kind)
+        if solver.iter > start or not os.path.exists(run.latest_path):
+            it = run.snapshot(solver, args.model, kind)
+            run.plot()
+            if stop.signal is None:
+                print(f"snapshot at iteration {it}: {os.path.join(args.out, 'weights.caffemodel')}",
+                      file=sys.stderr)
+    if stop.signal is not None:
+        print(f"stopped by signal {stop.signal} at iteration {solver.iter} (snapshot written); "
+              "continue with --resume", file=sys.stderr)
+        return 128 + stop.signal
     return 0
 
 

@@ -11,12 +11,14 @@ import json
 import multiprocessing
 import os
 import pathlib
-import sys
 
 import numpy as np
 
+from core.args import positive_int
 from core.errors import UserError
-from core.imageio import atomic_write_text
+from core.outputs import atomic_write_text, prepare_out_dir
+from core.progress import progress as progress_bar
+from core.workers import ignore_interrupts, interrupts_deferred, worker_count
 
 from .matlab_ops import round_half_away
 
@@ -24,13 +26,6 @@ from .matlab_ops import round_half_away
 def to_uint8(saliency):
     """MATLAB im2uint8 of a map in [0, 1]: clamp, x 255, round half away from zero."""
     return round_half_away(np.clip(saliency, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def default_workers():
-    """All CPU cores this process may use."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=None,
@@ -43,7 +38,6 @@ def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=
     CPU cores); groups: names of the groups to run (default all); skip_done: leave groups whose
     maps all exist; progress: show a progress bar. Returns the number of images written."""
     from core.layout import prediction_path
-    from tqdm import tqdm
 
     names = list(dataset.groups) if groups is None else list(groups)
     unknown = [g for g in names if g not in dataset.groups]
@@ -58,19 +52,21 @@ def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=
         tasks.append((g, [(it.name, str(dataset.root / it.image)) for it in items],
                       str(out), *extra))
     tasks.sort(key=lambda t: -len(t[1]))       # largest groups first balance the workers
-    workers = workers or default_workers()
+    workers = worker_count(workers)
     total = sum(len(t[1]) for t in tasks)
     done = 0
-    with tqdm(total=total, unit="img", desc=method, disable=not progress, file=sys.stderr) as bar:
+    with progress_bar(total=total, unit="img", desc=method, enabled=progress) as bar:
         if workers == 1 or len(tasks) <= 1:
             for t in tasks:
                 done += process(t)
                 bar.update(len(t[1]))
         else:
             ctx = multiprocessing.get_context("spawn")
-            pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx)
+            pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
+                                                         initializer=ignore_interrupts)
             with pool as ex:
-                futures = [ex.submit(process, t) for t in tasks]
+                with interrupts_deferred():
+                    futures = [ex.submit(process, t) for t in tasks]
                 try:
                     for fut in concurrent.futures.as_completed(futures):
                         n = fut.result()
@@ -84,15 +80,12 @@ def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=
 
 
 def prepare_out(out, settings, run_file, force=False, resume=False):
-    """Refuse a non-empty output folder unless `force` or `resume` (with the same `settings`,
-    which are then recorded in `out`/`run_file`)."""
-    out = pathlib.Path(out)
+    """Check the output folder before the work (core.outputs.prepare_out_dir): a non-empty one
+    only with `force`, or with `resume` and the same `settings`, which are then recorded in
+    `out`/`run_file`."""
+    out = pathlib.Path(prepare_out_dir(out, force, may_hold=lambda names: resume,
+                                       flag="--force to overwrite or --resume to finish an interrupted run"))
     path = out / run_file
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: output path exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (force or resume):
-        raise UserError(f"{out}: output folder is not empty; use --force to overwrite "
-                        f"or --resume to finish an interrupted run")
     if resume and path.is_file():
         try:
             previous = json.loads(path.read_text(encoding="utf-8"))
@@ -111,7 +104,7 @@ def argument_parser(prog, description):
     p.add_argument("--dataset", required=True, help="dataset name, e.g. icoseg")
     p.add_argument("--root", required=True, help="the dataset's folder")
     p.add_argument("--out", required=True, help="output folder for the maps")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="processes, each working on one group at a time (default: CPU cores)")
     p.add_argument("--group", action="append", dest="groups", metavar="NAME",
                    help="only this group (repeatable)")
@@ -123,11 +116,8 @@ def argument_parser(prog, description):
 
 
 def parse_arguments(parser, argv):
-    """Parse and check the common arguments (a bad value is a UserError)."""
-    args = parser.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    return args
+    """Parse the common arguments (argparse checks their ranges)."""
+    return parser.parse_args(argv)
 
 
 def output_folder(args):

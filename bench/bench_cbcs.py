@@ -17,8 +17,9 @@ import numpy as np
 
 from baselines import cbcs
 from data_prep.datasets import Dataset, Item, load_dataset
-from core.imageio import atomic_write_bytes
+from core.outputs import atomic_write_bytes
 from core.toydata import icoseg_dev_root
+from core.workers import available_cpus
 
 ICOSEG_DEV = icoseg_dev_root()
 GROUP_SIZES = (5, 11, 15, 25, 10, 11, 18, 5)      # as in the iCoseg development subset
@@ -78,7 +79,7 @@ def machine():
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+    return f"{cpu}, {available_cpus()} cores, load average {os.getloadavg()[0]:.1f}"
 
 
 def main():

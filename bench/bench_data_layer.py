@@ -18,6 +18,7 @@ from core.grouplist import write_group_list
 from core.netio import caffe
 from python_layers.group_data_layer import GroupLoader, parse_params
 from core.toydata import icoseg_dev_root
+from core.workers import available_cpus
 
 
 def main():
@@ -63,7 +64,7 @@ def main():
         times.append(time.perf_counter() - t)
     times.sort()
     rows.append(("forward() with a full queue, median of 30", f"{1000 * times[len(times) // 2]:.2f} ms"))
-    print(f"GroupDataLayer on {len(ds)} iCoseg JPEGs ({len(groups)} groups of 5, 128x256), {os.cpu_count()} CPUs\n")
+    print(f"GroupDataLayer on {len(ds)} iCoseg JPEGs ({len(groups)} groups of 5, 128x256), {available_cpus()} CPUs\n")
     print("| measurement | result |\n|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} |")

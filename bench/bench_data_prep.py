@@ -10,6 +10,7 @@ import numpy as np
 
 from data_prep import descriptors, synthetic, train_groups
 from core.toydata import icoseg_dev_root
+from core.workers import available_cpus
 
 ICOSEG_DEV = icoseg_dev_root()
 
@@ -58,12 +59,12 @@ def bench_synthetic(rows):
         with tempfile.TemporaryDirectory() as tmp:
             cfg = synthetic.Config(height=size[0], width=size[1])
             t = time.perf_counter()
-            synthetic.generate(pathlib.Path(tmp) / "s", cfg, groups, 0, workers=os.cpu_count(),
+            synthetic.generate(pathlib.Path(tmp) / "s", cfg, groups, 0, workers=available_cpus(),
                                progress=False)
             dt = time.perf_counter() - t
             mb = sum(p.stat().st_size for p in pathlib.Path(tmp).rglob("*") if p.is_file()) / 2**20
             rows.append((f"synthetic, {groups} groups of 5 at {size[0]}x{size[1]}, "
-                         f"{os.cpu_count()} processes",
+                         f"{available_cpus()} processes",
                          f"{groups / dt:.0f} groups/s", f"{dt:.1f} s, {mb / groups:.2f} MB/group"))
 
 
@@ -82,7 +83,7 @@ def main():
             model = next((line.split(":", 1)[1].strip() for line in f
                           if line.startswith("model name")), model)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    print(f"\n{os.cpu_count()} cores ({model}); load average at the end: {load}")
+    print(f"\n{available_cpus()} cores ({model}); load average at the end: {load}")
 
 
 if __name__ == "__main__":

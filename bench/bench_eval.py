@@ -15,8 +15,9 @@ import numpy as np
 import py_sod_metrics as psm
 
 from data_prep.datasets import Dataset, Item
-from eval.evaluate import default_workers, evaluate
 from core.toydata import icoseg_dev_root
+from core.workers import available_cpus
+from eval.evaluate import evaluate
 
 ICOSEG_DEV = icoseg_dev_root()
 H, W = 300, 470
@@ -116,13 +117,13 @@ def main():
         t, _ = best_of(lambda: pysod_alone(ds, maps, read_files=True))
         rows.append(("PySODMetrics alone (MAE+F+S+E), reading the PNGs", 1, t))
         got = None
-        for w in sorted({1, 2, default_workers()}):
+        for w in sorted({1, 2, available_cpus()}):
             t, got = best_of(lambda: ours(ds, maps, w))
             rows.append(("ours, full suite (mF AUC MAE AP maxF meanF S maxE meanE), reading "
                          "the PNGs", w, t))
     diff = max(abs(got[k] - ref[k]) for k in ref)
     print(f"{n} maps of {H}x{W} ({source} x {PERTURBATIONS} perturbations); CPU: {cpu}, "
-          f"{default_workers()} usable cores, load average {load:.1f} when it started (other "
+          f"{available_cpus()} usable cores, load average {load:.1f} when it started (other "
           "processes on these cores take their share; 2 processes include starting them)")
     print()
     print("| evaluation | processes | seconds | images/s |")

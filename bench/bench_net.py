@@ -30,6 +30,7 @@ from core.surgery import he_init
 
 from core.layout import PROTOTXT_DIR as P
 from core.toydata import icoseg_dev_root
+from core.workers import available_cpus
 ICOSEG_DEV = icoseg_dev_root()
 
 
@@ -136,14 +137,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="timed forwards per engine (median)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed forwards first")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+    ap.add_argument("--threads", type=int, default=available_cpus(),
                     help="threads of each engine: cv2.setNumThreads and Caffe's OpenBLAS "
                          "(default: the core count)")
     ap.add_argument("--full-groups", type=int, default=3,
                     help="iCoseg groups predicted end to end with the full model (default 3)")
     args = ap.parse_args()
 
-    cores = os.cpu_count() or 1
+    cores = available_cpus()
     cv2.setNumThreads(args.threads)
     openblas_threads(args.threads)
     with tempfile.TemporaryDirectory() as d:

@@ -12,8 +12,10 @@ import time
 
 
 from core.netio import caffe
-from apps.train import model_files, write_solver, write_train_net
+from apps.train import model_files, run_solver, train_net
+from core.outputs import atomic_write_text
 from core.toydata import write_toy_groups
+from core.workers import available_cpus
 
 
 def rate(model, tiny, iters, tmp):
@@ -22,8 +24,9 @@ def rate(model, tiny, iters, tmp):
     d = os.path.join(tmp, f"{model}{'-tiny' if tiny else ''}")
     lst = write_toy_groups(d, n_groups=4, size=(h, w))
     net = os.path.join(d, "train.prototxt")
-    write_train_net(train_proto, net, {"group_list": lst, "data_root": d})
-    write_solver(solver_proto, os.path.join(d, "solver.prototxt"), net, os.path.join(d, "snap"), 10 ** 6, None)
+    atomic_write_text(net, str(train_net(train_proto, {"group_list": lst, "data_root": d})))
+    atomic_write_text(os.path.join(d, "solver.prototxt"),
+                      str(run_solver(solver_proto, net, os.path.join(d, "snap"), 10 ** 6, None)))
     solver = caffe.get_solver(os.path.join(d, "solver.prototxt"))
     solver.step(2)                                   # warm-up
     t = time.perf_counter()
@@ -38,7 +41,7 @@ def main():
     args = ap.parse_args()
     caffe.set_mode_cpu()
     tmp = tempfile.mkdtemp()
-    print(f"pycaffe CPU training, one group of 5 per iteration, {os.cpu_count()} CPUs\n")
+    print(f"pycaffe CPU training, one group of 5 per iteration, {available_cpus()} CPUs\n")
     print("| model | input | iterations/s | s/iteration |\n|---|---|---|---|")
     for tiny, iters in ((True, args.tiny_iters), (False, args.full_iters)):
         for model in ("single", "group"):

@@ -1,6 +1,19 @@
-"""User-facing errors: one clear line and exit status 2, never a traceback for a user mistake."""
+"""User-facing errors: one clear line and exit status 2, never a traceback for a user mistake.
+
+Ctrl-C is one line ("interrupted") and status 130 at any moment. A KeyboardInterrupt raised
+while a module is being imported (a command spends its first seconds importing Caffe, OpenCV,
+matplotlib) can surface inside C code as an ImportError with a long traceback; so during an
+import, SIGINT ends the process at once with that line, and elsewhere it raises
+KeyboardInterrupt as usual, which the `cli` wrapper turns into the same line after the code on
+the way out has cleaned up. Importing this module, which every package of the project does
+first, sets this up for `python -m <package>...` from its first import on."""
 import functools
+import os
+import signal
 import sys
+import threading
+
+INTERRUPTED = 130
 
 
 class UserError(Exception):
@@ -8,17 +21,76 @@ class UserError(Exception):
     file and says what is wrong; command-line entry points print it and exit with status 2."""
 
 
+def _interrupted(*_):
+    print("interrupted", file=sys.stderr)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(INTERRUPTED)
+
+
+def _importing(frame):
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _on_sigint(signum, frame):
+    if _importing(frame):
+        _interrupted()
+    raise KeyboardInterrupt
+
+
+def _quiet_start_up():
+    if threading.current_thread() is not threading.main_thread():
+        return
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and mp.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # a worker: its parent answers Ctrl-C
+    elif sys.argv[:1] == ["-m"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)       # `python -m` is importing its package
+
+
+def _uncaught(exc_type, exc, tb, previous=sys.excepthook):
+    if issubclass(exc_type, KeyboardInterrupt):    # between two imports of a starting command
+        _interrupted()
+    previous(exc_type, exc, tb)
+
+
+_quiet_start_up()
+sys.excepthook = _uncaught
+
+
+def os_error_line(e):
+    """One line for an OSError: the path it concerns and the system's reason."""
+    reason = e.strerror or str(e)
+    return f"{e.filename}: {reason}" if e.filename is not None else reason
+
+
 def cli(main):
-    """Decorate a command-line `main` so that a UserError (or Ctrl-C) ends the process with a
-    one-line message instead of a traceback."""
+    """Decorate a command-line `main` so that a UserError, an OSError (a full disk, a read-only
+    file system, a missing permission: one line naming the path) or Ctrl-C ends the process
+    with a one-line message instead of a traceback."""
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, _on_sigint)
         try:
             return main(*args, **kwargs)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except OSError as e:
+            print(f"error: {os_error_line(e)}", file=sys.stderr)
+            sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
-            sys.exit(130)
+            sys.exit(INTERRUPTED)     # unwinds: temporary files are removed on the way out
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
     return wrapper

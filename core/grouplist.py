@@ -10,7 +10,7 @@ import json
 import os
 
 from .errors import UserError
-from .imageio import atomic_write_text
+from .outputs import atomic_write_text
 
 KEYS = {"group", "images", "masks"}
 

@@ -1,21 +1,34 @@
-"""Reading images and masks the way every part of the project needs them, and atomic writes.
+"""Reading images and masks the way every part of the project needs them, and writing PNGs.
 
 Images come back as uint8 BGR (H, W, 3) whatever is on disk (grayscale, alpha, palette, 16-bit);
 masks as float32 (H, W) in [0, 1] whatever their encoding (1-bit, 0/255, 0/1, palette, JPEG).
 """
-import os
-import tempfile
-
 import cv2
 import numpy as np
 
 from .errors import UserError
+from .outputs import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def is_image_file(path):
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+TAIL = 4096   # the end of a file that encoded_data_complete needs
+
+
+def encoded_data_complete(head, tail):
+    """False when a JPEG or PNG visibly stops early, judged from its first bytes and its last
+    TAIL bytes: a JPEG needs its end marker after the last scan start in the tail (entropy-coded
+    data cannot hold one), a PNG ends with its IEND chunk. Other formats: True."""
+    if head[:3] == b"\xff\xd8\xff":
+        eoi = tail.rfind(b"\xff\xd9")
+        return eoi >= 0 and tail.rfind(b"\xff\xda") < eoi
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" in tail[-16:]
+    return True
 
 
 def _decode(path, flags):
@@ -26,6 +39,8 @@ def _decode(path, flags):
         raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
     if buf.size == 0:
         raise UserError(f"{path}: empty file")
+    if not encoded_data_complete(buf[:16].tobytes(), buf[-TAIL:].tobytes()):
+        raise UserError(f"{path}: truncated file (its data stops before the end of the image)")
     img = cv2.imdecode(buf, flags)
     if img is None:
         raise UserError(f"{path}: not a readable image (corrupt or unsupported format)")
@@ -79,36 +94,6 @@ def read_mask(path):
     if m.size and m.max() <= 1.0 / 255.0 + 1e-9 and m.max() > 0:
         m = m / m.max()
     return m
-
-
-def _read_umask():
-    mask = os.umask(0)     # the only way to read it; done once, before any thread writes files
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def atomic_write_bytes(path, data):
-    """Write data to path so that a crash never leaves a half-written file behind."""
-    path = os.fspath(path)
-    d = os.path.dirname(path) or "."
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give what open() would
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path, text):
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_png(path, img):

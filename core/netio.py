@@ -13,6 +13,7 @@ from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
 from .errors import UserError  # noqa: E402
+from .netcheck import check_shapes, check_solver, check_solverstate, solver_type  # noqa: E402
 
 PHASES = {"train": caffe.TRAIN, "test": caffe.TEST}
 
@@ -33,9 +34,9 @@ def read_prototxt(path, kind=caffe_pb2.NetParameter):
     return msg
 
 
-def check_net(param, path):
+def check_net(param, path, phase="test"):
     """The checks Caffe would otherwise make with a CHECK abort: known layer types, every
-    bottom produced by an earlier layer, Python layers importable."""
+    bottom produced by an earlier layer, blob shapes that fit every layer (core.netcheck)."""
     known = set(caffe.layer_type_list())
     produced = set()
     if param.input:
@@ -50,6 +51,54 @@ def check_net(param, path):
             if b not in produced:
                 raise UserError(f"{path}: layer '{layer.name}' takes bottom '{b}', which no earlier layer produces")
         produced.update(layer.top)
+    check_shapes(param, path, PHASES[phase])
+
+
+def read_solver(path):
+    """A solver prototxt, parsed and checked (core.netcheck.check_solver)."""
+    s = read_prototxt(path, caffe_pb2.SolverParameter)
+    check_solver(s, os.fspath(path))
+    return s
+
+
+def read_solverstate(path):
+    """Parse a binary .solverstate, or raise UserError naming the file."""
+    path = os.fspath(path)
+    state = caffe_pb2.SolverState()
+    try:
+        with open(path, "rb") as f:
+            state.ParseFromString(f.read())
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise UserError(f"{path}: not a Caffe solver state, corrupt or cut short ({type(e).__name__})") from None
+    if state.iter < 1 or not state.history:
+        raise UserError(f"{path}: not a Caffe solver state (no iteration or history), corrupt or cut short")
+    return state
+
+
+def restore(solver, solver_param, state_path, weights_path, scratch_dir):
+    """solver.restore() from a solverstate and the caffemodel beside it, checked first.
+
+    A solverstate stores the absolute path of its caffemodel (learned_net): a run folder that was
+    moved or copied would abort in Caffe, or quietly load the old folder's weights. A copy of
+    the state naming `weights_path` is restored instead (written in scratch_dir, then removed).
+    Returns the restored iteration."""
+    state_path, weights_path = os.fspath(state_path), os.fspath(weights_path)
+    state = read_solverstate(state_path)
+    shapes = [p.data.shape for params in solver.net.params.values() for p in params]
+    check_solverstate(state, state_path, solver_type(solver_param), shapes)
+    check_weights_fit(solver.net, read_weights(weights_path), weights_path, require=list(solver.net.params))
+    state.learned_net = os.path.abspath(weights_path)
+    local = os.path.join(scratch_dir, ".restore.solverstate")
+    try:
+        with open(local, "wb") as f:
+            f.write(state.SerializeToString())
+        solver.restore(local)
+    finally:
+        if os.path.exists(local):
+            os.unlink(local)
+    return state.iter
 
 
 def read_weights(path):
@@ -115,7 +164,7 @@ def load_net(prototxt, weights=None, phase="test", require_all=True):
     UserError and not a Caffe abort. With require_all, every layer that has parameters must be
     in the weights (a deploy net with half its weights missing would predict garbage)."""
     prototxt = os.fspath(prototxt)
-    check_net(read_prototxt(prototxt), prototxt)
+    check_net(read_prototxt(prototxt), prototxt, phase)
     net = caffe.Net(prototxt, PHASES[phase])
     if weights is not None:
         w = read_weights(weights)

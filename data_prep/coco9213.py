@@ -23,33 +23,75 @@ JPEG bytes, and <out>/gt/<category name>/<stem>.png, plus <out>/selection.json (
 and the chosen image ids). A run can be resumed: files already there are kept.
 """
 import collections
-import contextlib
 import hashlib
 import json
 import os
 import pathlib
 import re
-import sys
 import warnings
 
 import numpy as np
 
 from core.errors import UserError
-from core.imageio import atomic_write_bytes, atomic_write_text, write_png
+from core.imageio import write_png
+from core.outputs import atomic_write_bytes, atomic_write_text
+from core.progress import progress as progress_bar
 
 SELECTION = "selection.json"
 
 
-def _load_coco(annotations):
-    from pycocotools.coco import COCO
+class Instances:
+    """What the rule needs of a COCO instances file, under pycocotools' names (imgs, cats,
+    imgToAnns). At train2017's scale the file is 450 MB and its polygons alone would take
+    2.5 GB as Python lists: every annotation is slimmed while the JSON is parsed, and keeps its
+    segmentation only where `keep(annotation)` says so."""
+
+    def __init__(self, data):
+        self.imgs = {im["id"]: im for im in data["images"]}
+        self.cats = {c["id"]: c for c in data["categories"]}
+        self.imgToAnns = collections.defaultdict(list)
+        for a in data["annotations"]:
+            self.imgToAnns[a["image_id"]].append(a)
+
+
+_IMAGE_KEYS = ("id", "file_name", "height", "width")
+_ANN_KEYS = ("id", "image_id", "category_id", "area", "iscrowd")
+
+
+def _load_coco(annotations, keep=None):
+    """Instances of a COCO instances file; keep(annotation) -> bool: keep its segmentation."""
     path = pathlib.Path(os.path.expanduser(str(annotations)))
     if not path.is_file():
         raise UserError(f"{path}: COCO annotation file not found")
+
+    def slim(d):   # called for every JSON object as soon as it is parsed, innermost first
+        if "image_id" in d and "category_id" in d:
+            out = {k: d[k] for k in _ANN_KEYS if k in d}
+            if keep is not None and "segmentation" in d and keep(out):
+                out["segmentation"] = d["segmentation"]
+            return out
+        if "file_name" in d and "height" in d:
+            return {k: d[k] for k in _IMAGE_KEYS if k in d}
+        return d
+
     try:
-        with contextlib.redirect_stdout(sys.stderr):   # pycocotools prints its progress
-            return COCO(str(path))
-    except (ValueError, KeyError, TypeError, AssertionError) as e:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f, object_hook=slim)
+        return Instances(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{path}: not a COCO instances file ({type(e).__name__}: {e})") from None
+
+
+def _instance_mask(segmentation, h, w):
+    """One annotation's mask (uint8 0/1) from its polygons or RLE (pycocotools.mask)."""
+    from pycocotools import mask as mask_utils
+    if isinstance(segmentation, list):                        # polygons
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
+    elif isinstance(segmentation.get("counts"), list):        # uncompressed RLE
+        rle = mask_utils.frPyObjects(segmentation, h, w)
+    else:
+        rle = segmentation
+    return mask_utils.decode(rle)
 
 
 def _image_path(coco_root, split, file_name):
@@ -128,8 +170,6 @@ def build_coco9213(coco_root, annotations, out_dir, n_groups=65, n_images=9213,
     instances_<split>.json file; out_dir: where to write; n_groups, n_images, min_fraction: the
     rule's parameters; progress: show a progress bar. Returns the selection dict that is also
     written to <out_dir>/selection.json."""
-    from tqdm import tqdm
-
     coco_root = pathlib.Path(os.path.expanduser(str(coco_root)))
     out_dir = pathlib.Path(os.path.expanduser(str(out_dir)))
     if not coco_root.is_dir():
@@ -155,9 +195,13 @@ def build_coco9213(coco_root, annotations, out_dir, n_groups=65, n_images=9213,
     names = {c: coco.cats[c]["name"].replace("/", "_") for c in chosen}
     if not chosen:
         raise UserError(f"{annotations}: no image qualifies (are the images in {coco_root}?)")
+    # a second pass keeps the polygons of the chosen images' chosen category only
+    wanted = {(i, c) for c in chosen for i in chosen[c]}
+    del coco
+    coco = _load_coco(annotations, keep=lambda a: (a["image_id"], a["category_id"]) in wanted)
 
     work = [(c, i) for c in chosen for i in chosen[c]]
-    for c, img_id in tqdm(work, desc="coco9213: writing", disable=not progress or None):
+    for c, img_id in progress_bar(work, desc="coco9213: writing", unit="img", enabled=progress):
         info = coco.imgs[img_id]
         src = _image_path(coco_root, split, info["file_name"])
         dst = out_dir / "img" / names[c] / src.name
@@ -165,12 +209,13 @@ def build_coco9213(coco_root, annotations, out_dir, n_groups=65, n_images=9213,
         if not dst.is_file():
             atomic_write_bytes(dst, src.read_bytes())
         if not gt.is_file():
-            mask = np.zeros((info["height"], info["width"]), np.uint8)
+            h, w = info["height"], info["width"]
+            mask = np.zeros((h, w), np.uint8)
             with warnings.catch_warnings():   # pycocotools' numpy-2 copy= deprecation notice
                 warnings.simplefilter("ignore", DeprecationWarning)
                 for a in coco.imgToAnns[img_id]:
-                    if a["category_id"] == c:
-                        mask |= coco.annToMask(a).astype(np.uint8)
+                    if a["category_id"] == c and "segmentation" in a:
+                        mask |= _instance_mask(a["segmentation"], h, w).astype(np.uint8)
             write_png(gt, mask * 255)
     selection = {"parameters": params,
                  "groups": {names[c]: {"category_id": c, "image_ids": sorted(chosen[c])}

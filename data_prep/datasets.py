@@ -24,7 +24,7 @@ from core.errors import UserError
 from core.imageio import is_image_file
 
 # The header probe's names are part of this module's interface (issue names, FileInfo).
-from .imagefiles import EMPTY_FILE, EXT_KIND, UNREADABLE, FileInfo, probe_image  # noqa: F401
+from .imagefiles import EMPTY_FILE, EXT_KIND, TRUNCATED, UNREADABLE, FileInfo, probe_image  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,12 +133,13 @@ without an image, 1-bit and palette PNG masks (read_mask decodes them), masks st
 masks whose size differs from their image (the consumer resizes), empty and unreadable files,
 contents that do not match the extension, duplicate stems, nested folders, empty groups.
 
-Cost of the checks: a reader opens every file once and reads its header (a few hundred bytes):
-that catches empty files, files that are not images at all (an HTML error page saved as .jpg)
-and headers cut short, and gives every JPEG/PNG/BMP size for the mask-size check, without
-decoding pixels. `verify_dataset` (CLI: --verify) decodes every file completely and also drops
-files whose data is cut short (a JPEG without its end marker after the last scan, a PNG without
-IEND), which the header check cannot see.
+Cost of the checks: a reader opens every file once and reads its header (a few hundred bytes)
+and its last few kilobytes: that catches empty files, files that are not images at all (an HTML
+error page saved as .jpg), headers cut short and data cut short (a JPEG without its end marker
+after the last scan, a PNG without IEND), and gives every JPEG/PNG/BMP size for the mask-size
+check, without decoding pixels. Every command that reads a dataset therefore skips and counts
+the same broken files. `verify_dataset` (CLI: --verify) also decodes every file completely and
+drops those that are complete but still do not decode (damaged in the middle).
 """
 
 IMAGE_DIRS = ("images", "image", "img", "imgs")
@@ -146,7 +147,6 @@ MASK_DIRS = ("ground_truth", "groundtruth", "gt", "gts", "binary", "masks", "mas
 
 # Issue names (the keys of Dataset.issues), one place so that readers and tests agree.
 NON_IMAGE = "non-image files skipped"
-TRUNCATED = "truncated files"
 WRONG_EXT = "content does not match extension"
 NO_MASK = "images without mask"
 NO_IMAGE = "masks without image"
@@ -398,25 +398,12 @@ READERS["folder"] = read_folder
 
 
 # ---------------------------------------------------------------- full check
-def _data_complete(kind, data):
-    """False when the encoded data visibly stops early (JPEG: no end marker after the last
-    scan, whose entropy-coded data cannot contain one; PNG: no IEND after the last IDAT)."""
-    if kind == "jpeg":
-        sos = data.rfind(b"\xff\xda")
-        return sos >= 0 and data.find(b"\xff\xd9", sos) >= 0
-    if kind == "png":
-        return data.rfind(b"IEND") > data.rfind(b"IDAT") >= 0
-    return True
-
-
 def _decode_fully(path):
     """(H, W) of a completely decodable file, or (None, issue)."""
     info, problem = probe_image(path)
     if problem:
         return None, problem
     data = pathlib.Path(path).read_bytes()
-    if not _data_complete(info.kind, data):
-        return None, TRUNCATED
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         return None, UNREADABLE
@@ -427,11 +414,11 @@ def verify_dataset(ds, progress=True):
     """Decode every image and mask of `ds` completely; return a new Dataset without the items
     whose image does not decode or is truncated (a bad mask only drops the mask). Issues found
     here are added to the returned Dataset's issues. progress: show a progress bar."""
-    from tqdm import tqdm
+    from core.progress import progress as progress_bar
 
     issues = collections.Counter(ds.issues)
     groups = {}
-    for it in tqdm(list(ds.items()), desc=f"{ds.name}: verifying", disable=not progress or None):
+    for it in progress_bar(list(ds.items()), desc=f"{ds.name}: verifying", unit="img", enabled=progress):
         ishape, problem = _decode_fully(ds.root / it.image)
         if problem:
             issues[problem] += 1

@@ -51,6 +51,9 @@ import scipy.fft
 
 from core.errors import UserError
 from core.imageio import read_image
+from core.outputs import atomic_path
+from core.progress import progress as progress_bar
+from core.workers import available_cpus
 
 SIZE = 256             # GIST works on SIZE x SIZE grayscale
 PAD = 32               # mirror padding against the FFT's circular wrap
@@ -248,25 +251,15 @@ def load_cache(cache_path):
 
 
 def save_cache(cache_path, entries):
-    """Write {key: descriptor} atomically (temporary file in the same folder, then rename)."""
+    """Write {key: descriptor} atomically, with the permissions of any other output."""
     import h5py
-    import tempfile
-    d = os.path.dirname(os.path.abspath(cache_path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".h5")
-    os.close(fd)
-    try:
-        keys = list(entries)
+    keys = list(entries)
+    with atomic_path(cache_path, suffix=".h5") as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["version"] = VERSION
             f.create_dataset("key", data=np.array(keys, dtype=object), dtype=h5py.string_dtype())
             arr = np.stack([entries[k] for k in keys]) if keys else np.zeros((0, DIM), np.float32)
             f.create_dataset("descriptor", data=arr.astype(np.float32))
-        os.replace(tmp, cache_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def describe_files(paths, workers=2, cache_path=None, progress=True):
@@ -277,9 +270,8 @@ def describe_files(paths, workers=2, cache_path=None, progress=True):
         workers: threads computing descriptors in parallel (the FFTs, OpenCV and numpy's large
             array operations release the GIL, so threads use the cores without pickling).
         cache_path: HDF5 file of cached descriptors (read, then rewritten with the union), or None.
-        progress: show a tqdm bar on stderr.
+        progress: a progress bar on stderr (core.progress).
     """
-    from tqdm import tqdm
     paths = [os.fspath(p) for p in paths]
     keys = [file_key(p) for p in paths]
     cached = load_cache(cache_path)
@@ -287,7 +279,7 @@ def describe_files(paths, workers=2, cache_path=None, progress=True):
     if todo:
         filter_bank()          # build the shared tables once, before the threads start
         _prefilter_lowpass()
-        bar = tqdm(total=len(todo), desc="descriptors", unit="img", disable=not progress)
+        bar = progress_bar(total=len(todo), desc="descriptors", unit="img", enabled=progress)
         n_new = 0
         pool = concurrent.futures.ThreadPoolExecutor(max(1, int(workers)))
         try:
@@ -316,8 +308,8 @@ def register(subparsers):
     p.add_argument("--dataset", required=True, help="dataset name (see data_prep.datasets)")
     p.add_argument("--root", required=True, help="dataset folder")
     p.add_argument("--out", required=True, help="HDF5 cache file to write")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="parallel threads (default: all cores)")
+    p.add_argument("--workers", type=int, default=available_cpus(),
+                   help="parallel threads (default: every CPU this process may use)")
     p.set_defaults(func=run)
     return p
 

@@ -2,14 +2,20 @@
 
 The dataset readers open every file once through `probe_image`: that catches empty files, files
 that are not images at all (an HTML error page saved as .jpg) and headers cut short, and gives
-every JPEG/PNG/BMP size for the mask-size check, without decoding pixels."""
+every JPEG/PNG/BMP size for the mask-size check, without decoding pixels. It also reads the
+file's last few kilobytes: a JPEG or PNG whose data stops early (an interrupted download or
+copy) is found here, by every command that reads a dataset, and not in the middle of its work."""
 import dataclasses
+import os
 import struct
 from typing import Optional
+
+from core.imageio import TAIL, encoded_data_complete
 
 # The probe's verdicts on a file it cannot use (also issue names of data_prep.datasets).
 EMPTY_FILE = "empty files"
 UNREADABLE = "unreadable files"
+TRUNCATED = "truncated files"
 
 @dataclasses.dataclass(frozen=True)
 class FileInfo:
@@ -61,42 +67,56 @@ def _jpeg_frame(f):
 
 
 def probe_image(path):
-    """Check a file's header without decoding its pixels.
+    """Check a file's header and end without decoding its pixels.
 
     path: the file. Returns (FileInfo, None) for an image, or (None, issue) where issue is
-    EMPTY_FILE or UNREADABLE (not an image, or a header cut short)."""
+    EMPTY_FILE, UNREADABLE (not an image, or a header cut short) or TRUNCATED (a JPEG or PNG
+    whose data stops early)."""
     try:
         with open(path, "rb") as f:
             head = f.read(32)
             if not head:
                 return None, EMPTY_FILE
-            if head[:3] == b"\xff\xd8\xff":
-                wh = _jpeg_frame(f)
-                if wh is None:
-                    return None, UNREADABLE
-                w, h = wh
-                return FileInfo("jpeg", w or None, h or None), None
+            info = _header_info(f, head)
+            if info is None:
+                return None, UNREADABLE
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL))
+            if not encoded_data_complete(head, f.read()):
+                return None, TRUNCATED
+            return info, None
     except OSError:
         return None, UNREADABLE
+
+
+def _header_info(f, head):
+    """FileInfo from the first bytes (and, for JPEG, the marker segments of the open file f),
+    or None."""
+    if head[:3] == b"\xff\xd8\xff":
+        wh = _jpeg_frame(f)
+        if wh is None:
+            return None
+        w, h = wh
+        return FileInfo("jpeg", w or None, h or None)
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         if len(head) < 26 or head[12:16] != b"IHDR":
-            return None, UNREADABLE
+            return None
         w, h = struct.unpack(">II", head[16:24])
-        return FileInfo("png", w, h, bits=head[24], palette=head[25] == 3), None
+        return FileInfo("png", w, h, bits=head[24], palette=head[25] == 3)
     if head[:2] == b"BM":
         if len(head) < 30:
-            return None, UNREADABLE
+            return None
         dib = struct.unpack("<I", head[14:18])[0]
         if dib == 12:   # OS/2 BITMAPCOREHEADER
             w, h, _, bpp = struct.unpack("<HHHH", head[18:26])
         else:
             w, h = struct.unpack("<ii", head[18:26])
             bpp = struct.unpack("<H", head[28:30])[0]
-        return FileInfo("bmp", abs(w), abs(h), bits=bpp), None
+        return FileInfo("bmp", abs(w), abs(h), bits=bpp)
     if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return FileInfo("tiff"), None
+        return FileInfo("tiff")
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return FileInfo("webp"), None
+        return FileInfo("webp")
     if head[:1] == b"P" and head[1:2] in b"1234567" and len(head) > 2:
-        return FileInfo("pnm"), None
-    return None, UNREADABLE
+        return FileInfo("pnm")
+    return None

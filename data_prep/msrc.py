@@ -11,7 +11,9 @@ import pathlib
 import numpy as np
 
 from core.errors import UserError
-from core.imageio import atomic_write_bytes, atomic_write_text, read_image, write_png
+from core.imageio import read_image, write_png
+from core.outputs import atomic_write_bytes, atomic_write_text
+from core.progress import progress as progress_bar
 
 from .datasets import (NO_IMAGE, NO_MASK, OUTSIDE, UNREADABLE, Dataset, Item, _find_dir, _match_masks,
                        _scan_files, read_paired)
@@ -63,8 +65,6 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
     default <root>/cosal, where the 'msrc-raw' reader looks. progress: show a progress bar.
     Returns (Dataset of the written layout, {group: class}). Files are written atomically and
     the marker file last, so an interrupted conversion is never taken for a complete one."""
-    from tqdm import tqdm
-
     root = pathlib.Path(os.path.expanduser(str(root)))
     out_dir = pathlib.Path(out_dir) if out_dir is not None else root / MSRC_CONVERTED
     img_dir, gt_dir = _find_dir(root, ("images",)), _find_dir(root, ("groundtruth",))
@@ -90,7 +90,7 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
     # decoded again in pass 2 rather than kept: 591 images x their classes would not be small.
     pixels, classes = {}, {}
     work = [(g, s) for g in sorted(by_group) for s in by_group[g]]
-    for g, stem in tqdm(work, desc="msrc: reading ground truths", disable=not progress or None):
+    for g, stem in progress_bar(work, desc="msrc: reading ground truths", unit="img", enabled=progress):
         gt = _read_bgr(gts[stem][0])
         if gt is None:
             issues[UNREADABLE] += 1
@@ -112,7 +112,7 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
 
     # Pass 2: write images and masks.
     written = {}
-    for g, stem in tqdm(work, desc="msrc: writing", disable=not progress or None):
+    for g, stem in progress_bar(work, desc="msrc: writing", unit="img", enabled=progress):
         if g not in classes or stem not in pixels:
             continue
         if not pixels[stem].get(classes[g]):

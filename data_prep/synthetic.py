@@ -63,7 +63,10 @@ import cv2
 import numpy as np
 
 from core.errors import UserError
-from core.imageio import atomic_write_text, write_png
+from core.imageio import write_png
+from core.outputs import atomic_write_text
+from core.progress import progress as progress_bar
+from core.workers import available_cpus, ignore_interrupts, interrupts_deferred, worker_count
 
 GENERATOR = "gwd-synthetic-cosal"
 VERSION = 1
@@ -484,9 +487,8 @@ def generate(out, config, train_groups, test_groups, workers=None, progress=True
         config: Config.
         train_groups, test_groups: number of groups per split (0 allowed).
         workers: processes (default: all cores); 1 renders in this process.
-        progress: tqdm bar on stderr.
+        progress: a progress bar on stderr (core.progress).
     """
-    from tqdm import tqdm
     config.validate()
     if train_groups < 0 or test_groups < 0:
         raise UserError("group counts must not be negative")
@@ -518,15 +520,16 @@ def generate(out, config, train_groups, test_groups, workers=None, progress=True
         tasks += [(config, str(out), split, i, c)
                   for i, c in enumerate(class_schedule(config, split, n))]
     records = {s: [] for s in SPLITS}
-    workers = max(1, int(workers or os.cpu_count() or 1))
-    bar = tqdm(total=len(tasks), desc="synthetic groups", unit="group", disable=not progress)
+    workers = worker_count(workers)
+    bar = progress_bar(total=len(tasks), desc="synthetic groups", unit="group", enabled=progress)
     if workers == 1 or len(tasks) <= 1:
         results = map(_write_group, tasks)
         pool = None
     else:
         ctx = multiprocessing.get_context("spawn")   # no fork of a process that holds OpenCV threads
-        pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx)
-        results = pool.map(_write_group, tasks, chunksize=max(1, min(32, len(tasks) // (8 * workers))))
+        pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=ignore_interrupts)
+        with interrupts_deferred():
+            results = pool.map(_write_group, tasks, chunksize=max(1, min(32, len(tasks) // (8 * workers))))
     try:
         for task, recs in zip(tasks, results):
             records[task[2]].extend(recs)
@@ -570,7 +573,7 @@ def register(subparsers):
     p.add_argument("--placement", choices=PLACEMENTS, default="free",
                    help="free: objects anywhere; anchored: each class of a group recurs near one "
                         "place (what the paper's group block can use; the demo's choice)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--workers", type=int, default=available_cpus(),
                    help="processes (default: all cores)")
     p.set_defaults(func=run)
     return p

@@ -20,7 +20,6 @@ descriptor as done here), or use faiss (IndexFlatL2 for exact search with its fa
 IndexIVFFlat for approximate search at millions of images). Neither is needed at COCO9213 size.
 """
 import collections
-import os
 import pathlib
 import sys
 
@@ -28,6 +27,9 @@ import numpy as np
 
 from core.errors import UserError
 from core.grouplist import write_group_list
+from core.args import positive_int
+from core.outputs import prepare_out_file
+from core.workers import available_cpus
 
 RERANK_EXTRA = 8           # extra float32 candidates re-ranked exactly
 CHUNK_BYTES = 256 << 20    # memory for one chunk of float32 distances
@@ -160,10 +162,10 @@ def register(subparsers):
     p.add_argument("--dataset", required=True, help="dataset name (see data_prep.datasets)")
     p.add_argument("--root", required=True, help="dataset folder; group-list paths are relative to it")
     p.add_argument("--out", required=True, help="group list to write (.jsonl)")
-    p.add_argument("--neighbours", type=int, default=4, help="neighbours per image (default 4: groups of 5)")
+    p.add_argument("--neighbours", type=positive_int, default=4, help="neighbours per image (default 4: groups of 5)")
     p.add_argument("--same-class", action="store_true",
                    help="take neighbours only from the image's own dataset group")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--workers", type=positive_int, default=available_cpus(),
                    help="threads computing descriptors (default: all cores)")
     p.add_argument("--cache", default=None,
                    help="descriptor cache (HDF5; default: OUT with .descriptors.h5)")
@@ -174,17 +176,15 @@ def register(subparsers):
 def run(args):
     from data_prep.datasets import load_dataset
     from data_prep.descriptors import describe_files
-    if args.neighbours < 1:
-        raise UserError(f"--neighbours must be at least 1 (got {args.neighbours})")
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1 (got {args.workers})")
+    cache = args.cache or default_cache_path(args.out)
+    for path in (args.out, cache):
+        prepare_out_file(path)
     ds = load_dataset(args.dataset, args.root)
     items = [it for it in ds.items() if it.mask is not None]
     skipped = len(ds) - len(items)
     if len(items) < 2:
         raise UserError(f"{ds.root}: need at least 2 images with masks to form training groups "
                         f"({ds.summary()})")
-    cache = args.cache or default_cache_path(args.out)
     desc = describe_files([pathlib.Path(ds.root) / it.image for it in items],
                           workers=args.workers, cache_path=cache)
     groups, short = build_train_groups(items, desc, args.neighbours, args.same_class)

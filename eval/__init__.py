@@ -5,3 +5,5 @@ paper's Table 1 side by side with ours, and its figures (PR curves, AP bars, vis
     python -m eval --dataset icoseg --root DIR --method Ours=DIR --out DIR
     python -m eval table --results a.json b.json --out DIR
 """
+
+import core.errors  # noqa: F401,E402  first: a Ctrl-C during the imports that follow is one line

@@ -7,15 +7,17 @@
 The first form evaluates every method's maps (<DIR>/<group>/<name>.png) on one dataset and
 writes results.json, table.md, table.csv, pr_curves.png, ap.png and visual.png to --out. The
 second merges results.json files of several datasets (or methods) into one Table 1 with the
-same tables and curve figures. Every file is replaced atomically, after all of them have been
-computed, so a failed run leaves the previous results as they were.
+same tables and curve figures. --out is checked before the work (a new folder, an earlier
+evaluation's folder, or any folder with --force); the files are written together after all of
+them have been computed, so a failed or interrupted run leaves the previous results as they were.
 """
 import argparse
 import os
 import sys
 
+from core.args import non_negative_int, positive_int
 from core.errors import UserError, cli
-from core.imageio import atomic_write_bytes
+from core.outputs import prepare_out_dir, write_together
 
 from . import report
 from .results import dumps, load_results, make_results, merge_results
@@ -29,12 +31,19 @@ def _parse_method(spec):
     return name, os.path.expanduser(folder)
 
 
+# Everything either form writes: a folder holding only these is an earlier evaluation, replaced
+# as a whole; anything else there needs --force.
+OUTPUTS = ("results.json", "table.md", "table.csv", "pr_curves.png", "ap.png", "visual.png")
+
+
+def _prepare_out(out, force):
+    return prepare_out_dir(out, force, may_hold=lambda names: set(names) <= set(OUTPUTS))
+
+
 def _write_all(out_dir, files):
-    """files: {name: str | bytes}, all computed before the first write."""
-    os.makedirs(out_dir, exist_ok=True)
-    for name, content in files.items():
-        data = content.encode("utf-8") if isinstance(content, str) else content
-        atomic_write_bytes(os.path.join(out_dir, name), data)
+    """files: {name: str | bytes}, all computed before: they replace the folder's previous
+    outputs together (a stale visual.png of another run included), or nothing changes."""
+    write_together(out_dir, files, owned=OUTPUTS)
 
 
 def _tables_and_curves(results):
@@ -59,12 +68,13 @@ def cmd_evaluate(argv):
                         "names of Table 1, e.g. Ours, Ours-S, CBCS, CBCS-S, CSHS, are matched "
                         "case-insensitively)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--force", action="store_true", help="write into a folder that holds other files")
     p.add_argument("--raw", action="store_true",
                    help="evaluate the maps as they are (default: min-max normalised)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="processes (default: every CPU this process may use, at most one per "
                         "100 images)")
-    p.add_argument("--vis-groups", type=int, default=3,
+    p.add_argument("--vis-groups", type=non_negative_int, default=3,
                    help="groups shown in visual.png (0: no visual grid)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
@@ -74,6 +84,7 @@ def cmd_evaluate(argv):
     from .evaluate import evaluate, resize_warning
 
     methods = [_parse_method(s) for s in a.method]
+    _prepare_out(a.out, a.force)
     ds = load_dataset(a.dataset, a.root)
     print(ds.summary(), file=sys.stderr)
     evaluation = evaluate(ds, methods, normalize=not a.raw, workers=a.workers,
@@ -99,7 +110,9 @@ def cmd_table(argv):
         "results.json, table.md, table.csv, pr_curves.png and ap.png."))
     p.add_argument("--results", nargs="+", required=True, help="results.json files to merge")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--force", action="store_true", help="write into a folder that holds other files")
     a = p.parse_args(argv)
+    _prepare_out(a.out, a.force)
     results = merge_results([(path, load_results(path)) for path in a.results])
     files = _tables_and_curves(results)
     files["results.json"] = dumps(results)

@@ -2,7 +2,6 @@
 deterministic averaging. The result of one dataset is a "run" (see eval.results)."""
 import multiprocessing
 import os
-import sys
 
 import cv2
 import numpy as np
@@ -10,6 +9,8 @@ import numpy as np
 from core.layout import prediction_path
 from core.errors import UserError
 from core.imageio import read_gray, read_mask
+from core.progress import progress as progress_bar
+from core.workers import ignore_interrupts, interrupts_deferred, worker_count
 
 from . import results
 from .metrics import MetricAccumulator, binarize_gt, image_metrics
@@ -53,13 +54,6 @@ def _evaluate_item(task):
     return out
 
 
-def default_workers():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
 def _pool_context():
     """Worker processes that do not inherit this process's threads: OpenCV is not fork-safe
     (a forked child can hang in its thread pool). A fork server started fresh, with this module
@@ -74,9 +68,7 @@ def _pool_context():
 def _map_ordered(tasks, workers, progress, desc):
     """Results of _evaluate_item in task order (the order of summation, so 1 and N workers give
     the same numbers bit for bit)."""
-    from tqdm import tqdm
-    bar = tqdm(total=len(tasks), desc=desc, unit="img", file=sys.stderr, disable=not progress,
-               mininterval=0.5, dynamic_ncols=True)
+    bar = progress_bar(total=len(tasks), desc=desc, unit="img", enabled=progress)
     try:
         if workers <= 1 or len(tasks) < 2:
             for t in tasks:
@@ -84,7 +76,9 @@ def _map_ordered(tasks, workers, progress, desc):
                 bar.update()
             return
         chunk = max(1, min(16, len(tasks) // (4 * workers)))
-        with _pool_context().Pool(min(workers, len(tasks))) as pool:
+        with interrupts_deferred():
+            pool = _pool_context().Pool(min(workers, len(tasks)), initializer=ignore_interrupts)
+        with pool:
             for r in pool.imap(_evaluate_item, tasks, chunksize=chunk):
                 yield r
                 bar.update()
@@ -118,8 +112,9 @@ def evaluate(dataset, methods, normalize=True, modern=True, workers=None, progre
     normalize -- min-max normalise the maps (False: raw); modern -- also S and E-measure;
     workers -- processes (default: the CPUs this process may use, at most one per 100 images;
     they are started by a fork server or spawned, so a script calling this with workers > 1
-    needs the usual `if __name__ == "__main__":` guard); progress -- tqdm bar.
-    Returns: one entry of results.json's "runs" (eval.results.dataset_entry) with, per method, "resized" (how many maps were of
+    needs the usual `if __name__ == "__main__":` guard); progress -- a progress bar (core.progress).
+    Returns: one entry of results.json's "runs" (eval.results.dataset_entry) with, per method,
+    "resized" (how many maps were of
     another size than their ground truth) and "resized_example" (one such path, or None).
     """
     names = [n for n, _ in methods]
@@ -136,9 +131,8 @@ def evaluate(dataset, methods, normalize=True, modern=True, workers=None, progre
     accs = [MetricAccumulator(modern) for _ in methods]
     resized = [0] * len(methods)
     example = [None] * len(methods)
-    if workers is None:   # starting worker processes costs about a second: one per 100 images
-        workers = min(default_workers(), max(1, len(tasks) // 100))
-    workers = max(1, int(workers))
+    # starting worker processes costs about a second: by default one per 100 images
+    workers = worker_count(workers, None if workers else len(tasks) // 100)
     for i, per_method in enumerate(_map_ordered(tasks, workers, progress,
                                                 f"eval {dataset.name}")):
         for j, (img, shape) in enumerate(per_method):

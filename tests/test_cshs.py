@@ -236,22 +236,29 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path, capsys):
     root = ["--root", str(ds.root)]
     out = ["--out", str(tmp_path / "o")]
     _fails(capsys, ["--dataset", "nope", *root, *out], ["unknown dataset"])
-    _fails(capsys, ["--dataset", "folder", *root, *out, "--workers", "0"], ["--workers"])
+    with pytest.raises(SystemExit) as e:          # argparse's own range check: usage, then the error
+        cshs.main(["--dataset", "folder", *root, *out, "--workers", "0"])
+    assert e.value.code == 2 and "--workers: must be an integer >= 1, got 0" in capsys.readouterr().err
     _fails(capsys, ["--dataset", "folder", *root, *out, "--group", "none"], ["none"])
-    # a PNG whose header is fine but whose data is cut short: named in the one line
+    # a PNG whose header is fine but whose data is cut short: skipped and counted (the one
+    # broken-file policy of every command that reads a dataset), the others get their maps
     bad = ds.root / "first group" / "1.png"
     bad.write_bytes(bad.read_bytes()[:200])
-    _fails(capsys, ["--dataset", "folder", *root, "--out", str(tmp_path / "o2"), "--workers", "1"],
-           ["1.png"])
+    cshs.main(["--dataset", "folder", *root, "--out", str(tmp_path / "o2"), "--workers", "1"])
+    assert "truncated files: 1" in capsys.readouterr().err
+    assert not (tmp_path / "o2" / "first group" / "1.png").exists()
+    assert (tmp_path / "o2" / "first group" / "0.png").exists()
 
 
 @pytest.mark.slow
-def test_bad_image_in_a_worker_process_is_one_line(tmp_path, capsys):
+def test_bad_image_with_worker_processes_is_skipped_and_counted(tmp_path, capsys):
     ds = _folder_dataset(tmp_path / "data")
     bad = ds.root / "second, group!" / "2.png"
     bad.write_bytes(bad.read_bytes()[:200])
-    _fails(capsys, ["--dataset", "folder", "--root", str(ds.root), "--out", str(tmp_path / "o"),
-                    "--workers", "2"], ["2.png", "not a readable image"])
+    cshs.main(["--dataset", "folder", "--root", str(ds.root), "--out", str(tmp_path / "o"), "--workers", "2"])
+    assert "truncated files: 1" in capsys.readouterr().err
+    written = sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.png"))
+    assert "second, group!/2.png" not in written and len(written) == 5
 
 
 @pytest.mark.slow

@@ -150,19 +150,25 @@ def test_icoseg_layout_counts_every_quirk(tmp_path):
     assert names(D.load_dataset("icoseg", r)) == names(ds)      # deterministic
 
 
-def test_verify_drops_cut_data_the_header_check_cannot_see(tmp_path):
+def test_readers_drop_data_cut_short_and_verify_drops_damage_in_the_middle(tmp_path):
     r = tmp_path / "d"
-    paired(r, {"g": ["ok", "cutimg", "cutmask"]}, "images", "ground_truth")
+    paired(r, {"g": ["ok", "cutimg", "cutmask", "bad"]}, "images", "ground_truth")
     full = (r / "images/g/cutimg.jpg").read_bytes()
     (r / "images/g/cutimg.jpg").write_bytes(full[: len(full) * 2 // 3])
     png = (r / "ground_truth/g/cutmask.png").read_bytes()
     (r / "ground_truth/g/cutmask.png").write_bytes(png[: len(png) // 2])
-    ds = D.load_dataset("icoseg", r)
-    assert len(ds) == 3 and not ds.issues                  # headers are intact
+    # a JPEG whose header and end are whole but whose scan data is garbage
+    bad = bytearray((r / "images/g/bad.jpg").read_bytes())
+    sos = bad.find(b"\xff\xda")
+    bad[sos:sos + 4] = b"\xff\xfe\xff\xff"      # the scan header becomes a broken segment
+    (r / "images/g/bad.jpg").write_bytes(bytes(bad))
+    ds = D.load_dataset("icoseg", r)      # every command reads datasets this way
+    assert names(ds) == {"g": ["bad", "cutmask", "ok"]}
+    assert [it.mask for it in ds.groups["g"]] == ["ground_truth/g/bad.png", None, "ground_truth/g/ok.png"]
+    assert ds.issues == collections.Counter({D.TRUNCATED: 2, D.NO_MASK: 1, D.NO_IMAGE: 1})
     v = D.verify_dataset(ds, progress=False)
     assert names(v) == {"g": ["cutmask", "ok"]}
-    assert [it.mask for it in v.groups["g"]] == [None, "ground_truth/g/ok.png"]
-    assert v.issues == collections.Counter({D.TRUNCATED: 2, D.NO_MASK: 1})
+    assert v.issues == collections.Counter({D.TRUNCATED: 2, D.NO_MASK: 1, D.NO_IMAGE: 1, D.UNREADABLE: 1})
 
 
 def test_verify_counts_size_difference_for_formats_without_parsed_header(tmp_path):

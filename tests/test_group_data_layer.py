@@ -135,7 +135,7 @@ def test_corrupt_image_fails_in_forward_naming_the_file(tmp_path):
     lst = write_toy_groups(str(tmp_path), n_groups=1)
     (tmp_path / "img/g 0/2.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     net = data_net(tmp_path, group_list=lst, data_root=str(tmp_path), prefetch=1)
-    with pytest.raises(UserError, match=r"img/g 0/2.jpg: not a readable image"):
+    with pytest.raises(UserError, match=r"img/g 0/2.jpg: truncated file"):
         net.forward()
 
 

@@ -62,6 +62,6 @@ def test_write_png_is_atomic_and_scales_floats(tmp_path):
 
 
 def test_atomic_writes_get_the_usual_permissions(tmp_path):
-    from core import imageio
+    from core import outputs
     write_png(tmp_path / "p.png", np.zeros((2, 2), np.uint8))
-    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~imageio._UMASK
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~outputs._UMASK

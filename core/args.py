@@ -1,0 +1,34 @@
+"""Argument types that reject settings that make no sense, up front and with the valid range
+(argparse then prints "error: argument --workers: ... got 0" and exits with status 2)."""
+import argparse
+import math
+
+
+def number_in(lo=None, hi=None, kind=int, lo_open=False):
+    """An argparse type: `kind` (int or float) in [lo, hi] (lo excluded when lo_open)."""
+    lo_sign = ">" if lo_open else ">="
+    if lo is not None and hi is not None:
+        want = f"{'(' if lo_open else '['}{lo}, {hi}]"
+    elif lo is not None:
+        want = f"{lo_sign} {lo}"
+    else:
+        want = f"<= {hi}"
+    name = "an integer" if kind is int else "a number"
+
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {name} {want}, got {text!r}") from None
+        bad = (kind is float and not math.isfinite(v)) or \
+            (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi)
+        if bad:
+            raise argparse.ArgumentTypeError(f"must be {name} {want}, got {text}")
+        return v
+    parse.__name__ = f"{kind.__name__} {want}"
+    return parse
+
+
+positive_int = number_in(1)
+non_negative_int = number_in(0)
+positive_float = number_in(0, kind=float, lo_open=True)

@@ -1,0 +1,297 @@
+"""Checks of parsed prototxts and solver files that Caffe would make with a CHECK abort.
+
+Blob shapes are propagated through the parsed net in Python, layer by layer, with Caffe's own
+formulas, so that an edited prototxt (an Input batch that no longer matches the Slice after it,
+`stride: 0`, a kernel larger than its input) is a one-line error that says what to change,
+for pycaffe and for OpenCV's DNN engine alike. Layer types without a rule here leave their tops
+unknown, and the layers after them unchecked (Caffe still checks those).
+"""
+import json
+import math
+
+from .errors import UserError
+
+SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
+LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
+# Solvers that keep two history blobs per parameter (Caffe's AdaDelta and Adam).
+TWO_HISTORIES = ("AdaDelta", "Adam")
+ELEMENTWISE = {"ReLU", "Dropout", "Sigmoid", "TanH", "Power", "AbsVal", "BNLL", "ELU", "Exp",
+               "Log", "PReLU", "Scale", "Bias", "BatchNorm", "Threshold", "Softmax", "LRN", "MVN"}
+
+
+class _Bad(Exception):
+    """A problem of the layer being propagated (the caller adds the file and the layer)."""
+
+
+def _spatial(values, n, default, what):
+    """Caffe's repeated kernel/stride/pad/dilation fields as n numbers."""
+    values = list(values)
+    if not values:
+        return [default] * n
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise _Bad(f"{what} has {len(values)} values for {n} spatial axes")
+    return values
+
+
+def _hw(p, name, n, default):
+    """kernel/stride/pad: the *_h/*_w fields if set, else the repeated field."""
+    if p.HasField(f"{name}_h") or p.HasField(f"{name}_w"):
+        return [getattr(p, f"{name}_h"), getattr(p, f"{name}_w")]
+    field = {"kernel": "kernel_size"}.get(name, name)
+    value = getattr(p, field)
+    if isinstance(value, int):     # PoolingParameter: one optional number, not a list
+        return [value if p.HasField(field) else default] * n
+    return _spatial(value, n, default, field)
+
+
+def _conv(layer, bottom, deconv):
+    p = layer.convolution_param
+    n = len(bottom) - 2
+    if n < 1:
+        raise _Bad(f"needs an input with spatial axes, got shape {list(bottom)}")
+    k, s = _hw(p, "kernel", n, None), _hw(p, "stride", n, 1)
+    pad, dil = _hw(p, "pad", n, 0), _spatial(p.dilation, n, 1, "dilation")
+    if None in k or min(k) < 1:
+        raise _Bad("kernel_size must be >= 1")
+    if min(s) < 1:
+        raise _Bad(f"stride {min(s)} must be >= 1")
+    if min(dil) < 1:
+        raise _Bad("dilation must be >= 1")
+    if p.num_output < 1:
+        raise _Bad("num_output must be >= 1")
+    c = bottom[1]
+    if p.group < 1 or c % p.group or p.num_output % p.group:
+        raise _Bad(f"group {p.group} must divide the input channels ({c}) and num_output ({p.num_output})")
+    out = []
+    for size, kk, ss, pp, dd in zip(bottom[2:], k, s, pad, dil):
+        extent = dd * (kk - 1) + 1
+        if deconv:
+            o = ss * (size - 1) + extent - 2 * pp
+        else:
+            if size + 2 * pp < extent:
+                raise _Bad(f"kernel {kk} (extent {extent}) is larger than its input of {size} "
+                           f"(+ 2 x pad {pp}): use a smaller kernel or a larger input")
+            o = (size + 2 * pp - extent) // ss + 1
+        if o < 1:
+            raise _Bad(f"output size {o} < 1 on a spatial axis of size {size}")
+        out.append(o)
+    return [(bottom[0], p.num_output, *out)]
+
+
+def _pool(layer, bottom):
+    p = layer.pooling_param
+    if len(bottom) != 4:
+        raise _Bad(f"needs a 4-D input, got shape {list(bottom)}")
+    if p.global_pooling:
+        return [(bottom[0], bottom[1], 1, 1)]
+    k, s, pad = _hw(p, "kernel", 2, None), _hw(p, "stride", 2, 1), _hw(p, "pad", 2, 0)
+    if None in k or min(k) < 1:
+        raise _Bad("kernel_size must be >= 1")
+    if min(s) < 1:
+        raise _Bad(f"stride {min(s)} must be >= 1")
+    out = []
+    for size, kk, ss, pp in zip(bottom[2:], k, s, pad):
+        if pp >= kk:
+            raise _Bad(f"pad {pp} must be smaller than the kernel {kk}")
+        if size + 2 * pp < kk:
+            raise _Bad(f"kernel {kk} is larger than its input of {size} (+ 2 x pad {pp}): "
+                       "use a smaller kernel or a larger input")
+        o = int(math.ceil((size + 2 * pp - kk) / ss)) + 1
+        if pp and (o - 1) * ss >= size + pp:
+            o -= 1
+        out.append(o)
+    return [(bottom[0], bottom[1], *out)]
+
+
+def _axis(axis, shape):
+    a = axis + len(shape) if axis < 0 else axis
+    if not 0 <= a < len(shape):
+        raise _Bad(f"axis {axis} does not exist in shape {list(shape)}")
+    return a
+
+
+def _slice(layer, bottom):
+    p = layer.slice_param
+    a = _axis(p.slice_dim if p.HasField("slice_dim") else p.axis, bottom)
+    n, size = len(layer.top), bottom[a]
+    if p.slice_point:
+        pts = list(p.slice_point)
+        if len(pts) != n - 1 or pts != sorted(set(pts)) or pts[0] < 1 or pts[-1] >= size:
+            raise _Bad(f"slice_point {pts} does not cut axis {a} of size {size} into {n} parts")
+        sizes = [b - a_ for a_, b in zip([0] + pts, pts + [size])]
+    elif a == 0 and size != n:
+        # the group block cuts a group into its images: one top per image
+        raise _Bad(f"cuts a batch of {size} into {n} tops; the group size (the Input's first "
+                   f"dim, or the data layer's group_size) must equal the number of tops ({n})")
+    else:
+        if size % n:
+            raise _Bad(f"cannot cut axis {a} of size {size} into {n} equal tops")
+        sizes = [size // n] * n
+    return [tuple(d if i != a else sz for i, d in enumerate(bottom)) for sz in sizes]
+
+
+def _concat(layer, bottoms):
+    a = _axis(layer.concat_param.axis, bottoms[0])
+    ref = bottoms[0]
+    for b in bottoms[1:]:
+        if len(b) != len(ref) or any(x != y for i, (x, y) in enumerate(zip(b, ref)) if i != a):
+            raise _Bad(f"inputs {[list(x) for x in bottoms]} differ outside axis {a}")
+    return [tuple(sum(b[a] for b in bottoms) if i == a else d for i, d in enumerate(ref))]
+
+
+def _crop(layer, bottoms):
+    p = layer.crop_param
+    src, ref = bottoms
+    a = _axis(p.axis, src)
+    offs = _spatial(p.offset, len(src) - a, 0, "offset")
+    out = list(src)
+    for i in range(a, len(src)):
+        o = offs[i - a]
+        if o + ref[i] > src[i]:
+            raise _Bad(f"crop of {ref[i]} at offset {o} does not fit in axis {i} of size {src[i]}")
+        out[i] = ref[i]
+    return [tuple(out)]
+
+
+def _python(layer):
+    """The project's GroupDataLayer: data (K, 3, H, W) and label (K, 1, H, W) from param_str."""
+    if layer.python_param.layer != "GroupDataLayer":
+        return None
+    try:
+        p = json.loads(layer.python_param.param_str or "{}")
+        k, h, w = int(p.get("group_size", 5)), int(p["height"]), int(p["width"])
+    except (ValueError, KeyError, TypeError):
+        return None    # the layer's own parser gives the message
+    return [(k, 3, h, w), (k, 1, h, w)][:len(layer.top)]
+
+
+def _top_shapes(layer, bottoms):
+    t = layer.type
+    if t == "Input":
+        shapes = [tuple(s.dim) for s in layer.input_param.shape]
+        if any(d < 1 for s in shapes for d in s):
+            raise _Bad(f"Input shape {[list(s) for s in shapes]} has a dim < 1")
+        return shapes * len(layer.top) if len(shapes) == 1 else shapes
+    if t == "Python":
+        return _python(layer)
+    if any(b is None for b in bottoms):
+        return None
+    if t in ("Convolution", "Deconvolution"):
+        return _conv(layer, bottoms[0], t == "Deconvolution")
+    if t == "Pooling":
+        return _pool(layer, bottoms[0])
+    if t in ELEMENTWISE or t == "Split":
+        return [bottoms[0]] * len(layer.top)
+    if t == "Slice":
+        return _slice(layer, bottoms[0])
+    if t == "Concat":
+        return _concat(layer, bottoms)
+    if t == "Crop" and len(bottoms) == 2:
+        return _crop(layer, bottoms)
+    if t == "Eltwise":
+        if len(set(bottoms)) > 1:
+            raise _Bad(f"inputs of different shapes {[list(b) for b in bottoms]}")
+        return [bottoms[0]]
+    if t in ("EuclideanLoss",) and len(bottoms) == 2:
+        if math.prod(bottoms[0][1:]) != math.prod(bottoms[1][1:]) or bottoms[0][0] != bottoms[1][0]:
+            raise _Bad(f"compares shapes {list(bottoms[0])} and {list(bottoms[1])} of different size")
+        return [()]
+    return None
+
+
+def _in_phase(layer, phase):
+    """Caffe's include/exclude rules, by phase only (0 TRAIN, 1 TEST)."""
+    if layer.include:
+        return any(not r.HasField("phase") or r.phase == phase for r in layer.include)
+    return not any(r.HasField("phase") and r.phase == phase for r in layer.exclude)
+
+
+def check_shapes(param, path, phase=1):
+    """Propagate blob shapes through a parsed NetParameter; UserError naming the file, the layer
+    and what to change at the first layer Caffe would abort on. Returns {blob: shape or None}."""
+    shapes = {name: tuple(s.dim) for name, s in zip(param.input, param.input_shape)}
+    for layer in param.layer:
+        if not _in_phase(layer, phase):
+            continue
+        try:
+            tops = _top_shapes(layer, [shapes.get(b) for b in layer.bottom])
+        except _Bad as e:
+            raise UserError(f"{path}: layer '{layer.name}' ({layer.type}): {e}") from None
+        for i, top in enumerate(layer.top):
+            shapes[top] = tops[i] if tops is not None and i < len(tops) else None
+    return shapes
+
+
+# ---------------------------------------------------------------- solvers
+def solver_type(s):
+    if s.HasField("type"):
+        return s.type
+    names = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
+    return names.get(s.solver_type, "SGD")
+
+
+def _need(ok, path, field, value, valid):
+    if not ok:
+        raise UserError(f"{path}: {field} {value} makes no sense; valid: {valid}")
+
+
+def check_solver(s, path):
+    """The fields of a parsed SolverParameter that Caffe would abort on, or train nonsense with
+    (a negative learning rate ends in a diverging loss with the wrong advice)."""
+    t = solver_type(s)
+    if t not in SOLVER_TYPES:
+        raise UserError(f'{path}: unknown solver type "{t}"; one of {", ".join(SOLVER_TYPES)}')
+    if s.lr_policy not in LR_POLICIES:
+        raise UserError(f'{path}: lr_policy "{s.lr_policy}" is unknown; one of {", ".join(LR_POLICIES)}')
+    _need(math.isfinite(s.base_lr) and s.base_lr > 0, path, "base_lr", s.base_lr, "> 0")
+    _need(s.max_iter >= 0, path, "max_iter", s.max_iter, ">= 0")
+    _need(0 <= s.momentum < 1, path, "momentum", s.momentum, "[0, 1)")
+    _need(math.isfinite(s.weight_decay) and s.weight_decay >= 0, path, "weight_decay", s.weight_decay, ">= 0")
+    _need(s.iter_size >= 1, path, "iter_size", s.iter_size, ">= 1")
+    _need(s.average_loss >= 1, path, "average_loss", s.average_loss, ">= 1")
+    _need(s.regularization_type in ("L1", "L2"), path, "regularization_type",
+          f'"{s.regularization_type}"', '"L1" or "L2"')
+    if s.HasField("clip_gradients"):
+        _need(s.clip_gradients > 0 or s.clip_gradients == -1, path, "clip_gradients",
+              s.clip_gradients, "> 0, or -1 for none")
+    policy = s.lr_policy
+    if policy in ("step", "sigmoid"):
+        _need(s.stepsize > 0, path, "stepsize", s.stepsize if s.HasField("stepsize") else "(unset)",
+              f'> 0 (lr_policy "{policy}" needs it)')
+    if policy == "multistep":
+        v = list(s.stepvalue)
+        _need(v and v == sorted(set(v)) and v[0] > 0, path, "stepvalue", v,
+              'increasing positive iterations (lr_policy "multistep" needs them)')
+    if policy in ("step", "exp", "multistep"):
+        _need(s.HasField("gamma") and 0 < s.gamma <= 1, path, "gamma",
+              s.gamma if s.HasField("gamma") else "(unset)", f'(0, 1] for lr_policy "{policy}"')
+    if policy == "inv":
+        _need(s.HasField("gamma") and s.gamma >= 0, path, "gamma", s.gamma, '>= 0 for lr_policy "inv"')
+    if policy in ("poly", "inv"):
+        _need(s.HasField("power") and s.power >= 0, path, "power",
+              s.power if s.HasField("power") else "(unset)", f'>= 0 for lr_policy "{policy}"')
+    if t == "Adam":
+        _need(0 <= s.momentum2 < 1, path, "momentum2", s.momentum2, "[0, 1)")
+    if t in ("Adam", "AdaGrad", "AdaDelta", "RMSProp"):
+        _need(s.delta > 0, path, "delta", s.delta, "> 0")
+    if t == "RMSProp":
+        _need(0 <= s.rms_decay < 1, path, "rms_decay", s.rms_decay, "[0, 1)")
+
+
+def check_solverstate(state, path, solver_kind, param_shapes):
+    """A parsed SolverState against the solver and the net it will be restored into: Caffe
+    aborts when the number of history blobs differs (another solver type, another model)."""
+    per = 2 if solver_kind in TWO_HISTORIES else 1
+    want = [tuple(s) for s in param_shapes] * per
+    got = [tuple(h.shape.dim) if h.HasField("shape") else
+           tuple(d for d in (h.num, h.channels, h.height, h.width)) for h in state.history]
+    if len(got) != len(want):
+        raise UserError(f"{path}: holds {len(got)} history blobs, the {solver_kind} solver of this "
+                        f"net needs {len(want)} (a snapshot of another model, variant or solver "
+                        "type: resume with the run's own --model, --tiny and solver)")
+    for i, (g, w) in enumerate(zip(got, want)):
+        if math.prod(g) != math.prod(w):
+            raise UserError(f"{path}: history blob {i} has shape {list(g)}, the net's parameter "
+                            f"has {list(w)} (a snapshot of another model or variant)")

@@ -1,0 +1,204 @@
+"""Writing a command's outputs: atomically, all together, into a folder checked beforehand.
+
+Three guarantees every command builds on:
+- one file is replaced atomically (a temporary file in the same folder, renamed over it) and
+  gets the permissions `open()` would give it (the umask), so a crash never leaves half a file;
+- several files that belong together (an evaluation's results.json, tables and figures) are
+  staged first and swapped in together: after a failure the folder holds the old set or the
+  new one, never a mix;
+- the output folder is checked before any work (`prepare_out_dir`): a path under a regular
+  file, a read-only file system or a folder that already holds something is one line naming the
+  path, not a traceback after an hour of computing.
+A write error is a UserError naming the path (OSError is turned into one by core.errors.cli).
+"""
+import contextlib
+import os
+import shutil
+import tempfile
+
+from .errors import UserError
+
+
+def _read_umask():
+    mask = os.umask(0)     # the only way to read it; done once, before any thread writes files
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+STAGING_PREFIX = ".tmp-"
+
+
+def write_failed(path, err):
+    """The UserError for an OSError met while writing `path`."""
+    return UserError(f"{path}: cannot write ({err.strerror or err})")
+
+
+def _makedirs(d):
+    try:
+        os.makedirs(d, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"{d}: exists and is not a folder") from None
+    except OSError as e:
+        raise write_failed(d, e) from None
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yield a temporary path beside `path` to write with any library (h5py, matplotlib);
+    on success it gets the usual permissions and replaces `path`, on failure it is removed.
+    suffix: the temporary file's extension, for writers that choose a format by it."""
+    path = os.fspath(path)
+    d = os.path.dirname(path) or "."
+    _makedirs(d)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=STAGING_PREFIX, suffix=suffix)
+        os.close(fd)
+    except OSError as e:
+        raise write_failed(path, e) from None
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give what open() would
+        os.replace(tmp, path)
+    except OSError as e:
+        raise write_failed(path, e) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_bytes(path, data):
+    """Write data to path so that a crash never leaves a half-written file behind."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def atomic_write_text(path, text):
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir, owned=()):
+    """Yield a hidden staging folder inside out_dir to write a command's outputs into (any
+    number of files, in sub-folders too); when the block succeeds they replace their
+    counterparts in out_dir together, and when it fails or is interrupted out_dir is as before.
+
+    owned: names (relative paths) this command writes when it has them (e.g. an optional
+    figure): a stale one that was not written this time is removed with the swap, so that the
+    folder never mixes two runs. The swap moves the old files aside and renames the new ones
+    in; a failure during it puts the old ones back."""
+    out_dir = os.fspath(out_dir)
+    _makedirs(out_dir)
+    try:
+        stage = tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX)
+    except OSError as e:
+        raise write_failed(out_dir, e) from None
+    try:
+        new, old = os.path.join(stage, "new"), os.path.join(stage, "old")
+        os.mkdir(new)
+        os.mkdir(old)
+        yield new
+        names = [os.path.relpath(os.path.join(d, f), new) for d, _, files in os.walk(new) for f in files]
+        _swap(out_dir, new, old, sorted(names), [n for n in owned if n not in names])
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_together(out_dir, files, owned=()):
+    """Replace a set of files in out_dir so that they change together or not at all (see
+    staged_dir). files: {name: str | bytes}, every content computed before the call."""
+    with staged_dir(out_dir, owned) as new:
+        for name, content in files.items():
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            try:
+                with open(os.path.join(new, name), "wb") as f:
+                    f.write(data)
+                os.chmod(os.path.join(new, name), 0o666 & ~_UMASK)
+            except OSError as e:
+                raise write_failed(os.path.join(out_dir, name), e) from None
+
+
+def _move(src, dst):
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    os.replace(src, dst)
+
+
+def _swap(out_dir, new, old, names, stale):
+    moved, placed = [], []
+    try:
+        for name in list(names) + list(stale):
+            if os.path.lexists(os.path.join(out_dir, name)):
+                _move(os.path.join(out_dir, name), os.path.join(old, name))
+                moved.append(name)
+        for name in names:
+            _move(os.path.join(new, name), os.path.join(out_dir, name))
+            placed.append(name)
+    except OSError as e:
+        for name in placed:
+            os.replace(os.path.join(out_dir, name), os.path.join(new, name))
+        for name in moved:
+            os.replace(os.path.join(old, name), os.path.join(out_dir, name))
+        raise write_failed(out_dir, e) from None
+
+
+def prepare_out_dir(out, force=False, may_hold=None, flag="--force"):
+    """Check an output folder before the work starts.
+
+    out: the folder; force: the user allows writing into a non-empty folder; may_hold: a
+    predicate on the names already there that says the folder is this command's own to
+    continue (e.g. a run being resumed). Refuses, with one line naming the path: a path that is
+    or lies under a regular file, a non-empty folder without `force`, a folder (or, for a new
+    one, the folder it would be created in) where nothing can be written: a read-only file
+    system, missing permissions. A new folder is created by the first write, so a command that
+    fails before it leaves nothing behind. Returns `out` as given (expanded)."""
+    out = os.path.expanduser(os.fspath(out))
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise UserError(f"{out}: output path exists and is not a folder")
+    if os.path.isdir(out):
+        held = [n for n in os.listdir(out) if not n.startswith(STAGING_PREFIX)]
+        if held and not force and not (may_hold and may_hold(held)):
+            raise UserError(f"{out}: output folder exists and is not empty "
+                            f"(use {flag} to write into it, or choose another folder)")
+    _check_writable(out, out)
+    return out
+
+
+def prepare_out_file(path):
+    """Check, before the work, that the output file `path` can be written (see prepare_out_dir)."""
+    path = os.path.expanduser(os.fspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a folder; give the name of the file to write")
+    _check_writable(path, os.path.dirname(os.path.abspath(path)))
+    return path
+
+
+def _check_writable(out, folder):
+    """UserError naming `out` unless a file can be created in `folder` or, where it does not
+    exist yet, in the nearest folder above it that does."""
+    parent = os.path.abspath(folder)
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserError(f"{out}: cannot create the output folder, {parent} is a file")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=STAGING_PREFIX)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        where = "" if parent == os.path.abspath(out) else f" in {parent}"
+        raise UserError(f"{out}: cannot write there{where} ({e.strerror or e})") from None
+
+
+def disk_free(path):
+    """Bytes free to an unprivileged writer on the file system of `path`."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def check_space(path, need, what):
+    """UserError unless `need` bytes (with a 5 % margin) are free where `path` lies."""
+    free = disk_free(path)
+    if free < need * 1.05:
+        raise UserError(f"{path}: not enough free space for {what} "
+                        f"({need / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free)")

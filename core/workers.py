@@ -1,0 +1,51 @@
+"""How many worker processes or threads a command may use by default."""
+import contextlib
+import os
+import signal
+
+
+def available_cpus():
+    """The CPUs this process may run on: its affinity mask (taskset, cgroup cpusets, `docker
+    run --cpuset-cpus`), not the machine's total, which would oversubscribe a restricted run."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:      # no affinity masks (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_count(requested=None, tasks=None):
+    """requested (None or 0: every available CPU), at most one per task when `tasks` is given."""
+    n = int(requested) if requested else available_cpus()
+    if tasks is not None:
+        n = min(n, max(1, tasks))
+    return max(1, n)
+
+
+def ignore_interrupts():
+    """Initializer of worker processes: Ctrl-C reaches the whole process group, and the parent
+    alone should answer it (with one line), not every worker with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold Ctrl-C back while worker processes start: a child interrupted in the middle of being
+    spawned prints a traceback of its own. SIGINT is blocked in this thread (the children
+    inherit the mask while they start) and, should another thread receive it, only noted; a
+    Ctrl-C that came meanwhile raises KeyboardInterrupt right after."""
+    got = []
+    try:
+        old_handler = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    except ValueError:          # not the main thread: nothing to defer
+        yield
+        return
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) \
+        if hasattr(signal, "pthread_sigmask") else None
+    try:
+        yield
+    finally:
+        if old_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        signal.signal(signal.SIGINT, old_handler)
+    if got:
+        raise KeyboardInterrupt

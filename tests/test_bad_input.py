@@ -1,0 +1,459 @@
+"""Every command against every class of damage (issue: reliability), in a subprocess, as a user
+would meet it: the exit status, one `error:` line that names the file (the last line on stderr),
+no Python traceback, no Caffe "Check failed" abort, and the previous outputs byte-identical.
+
+Classes: 1 outputs that must change together, 2 files Caffe would abort on, 3 run folders that
+move, 4 unwritable or full disks (simulated by tests/fault_run.py), 5 broken dataset files,
+6 interrupts, 7 settings that make no sense. The fast tests at the end check the helpers the
+commands share (core.outputs, core.netcheck) in-process."""
+import errno
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from core.errors import UserError
+from core.layout import PROJECT_ROOT as ROOT
+from core.layout import model_files
+
+ENV = dict(os.environ, GLOG_minloglevel="2", GWD_PROGRESS_SECONDS="1000")
+FAULT_RUN = str(ROOT / "tests" / "fault_run.py")
+TINY_SINGLE = model_files("single", tiny=True)
+TINY_GROUP = model_files("group", tiny=True)
+
+
+def run(*argv, fault=None, timeout=300):
+    """python -m argv[0] argv[1:], or under tests/fault_run.py with fault = (kind, folder)."""
+    cmd = [sys.executable, "-m", *map(str, argv)]
+    if fault:
+        cmd = [sys.executable, FAULT_RUN, fault[0], str(fault[1]), *cmd[1:]]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=timeout)
+
+
+def assert_fails_cleanly(r, *names, rc=2):
+    """Exit status rc, the last stderr line the one error line naming `names`, nothing else
+    that looks like a crash."""
+    assert "Traceback" not in r.stderr and "Check failed" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == rc, (r.returncode, r.stderr)
+    ours = [x for x in lines if x.startswith("error:") or ": error: " in x]   # argparse: "prog: error: ..."
+    assert len(ours) == 1 and ours[0] == lines[-1], r.stderr
+    for n in names:
+        assert str(n) in lines[-1], (n, lines[-1])
+
+
+def files_of(folder):
+    """{relative path: bytes} of everything under folder (the outputs to keep intact)."""
+    folder = pathlib.Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ---------------------------------------------------------------- shared fixtures
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A toy dataset (two groups of five JPEGs with PNG masks), tiny weights of both models and
+    a finished tiny Ours-S run of 2 iterations."""
+    from core.netio import load_net
+    from core.surgery import he_init
+    from core.toydata import write_toy_groups
+    d = tmp_path_factory.mktemp("bad_input")
+    root = d / "toy"
+    groups = write_toy_groups(str(root), n_groups=2, k=5)
+    weights = {}
+    for model, files in (("single", TINY_SINGLE), ("group", TINY_GROUP)):
+        net = load_net(files.deploy)
+        he_init(net, seed=1)
+        net.params["conv1_1"][0].data[...] *= 0.01
+        weights[model] = str(d / f"{model}.caffemodel")
+        net.save(weights[model])
+    runs = d / "runs"
+    r = run("apps.train", *train_args(groups, root, runs / "single"), "--iters", 2, "--snapshot-every", 1)
+    assert r.returncode == 0, r.stderr
+    r = run("apps.predict", "--weights", weights["single"], "--model", "single", "--prototxt",
+            TINY_SINGLE.deploy, "--dataset", "icoseg", "--root", root, "--out", d / "maps", "--quiet")
+    assert r.returncode == 0, r.stderr
+    return {"dir": d, "root": root, "groups": groups, "weights": weights, "run": runs / "single",
+            "maps": d / "maps"}
+
+
+def train_args(groups, root, out, model="single"):
+    return ["--model", model, "--tiny", "--train-list", groups, "--data-root", root, "--out", out,
+            "--base-lr", "1e-6"]
+
+
+def copy_dataset(data, tmp_path):
+    dst = tmp_path / "toy"
+    shutil.copytree(data["root"], dst)
+    return dst
+
+
+def truncate(path, keep=0.5):
+    b = pathlib.Path(path).read_bytes()
+    pathlib.Path(path).write_bytes(b[:int(len(b) * keep)])
+
+
+def eval_args(root, maps, out):
+    return ["eval", "--dataset", "icoseg", "--root", root, "--method", f"Ours-S={maps}", "--out", out,
+            "--workers", 1, "--no-progress"]
+
+
+# ---------------------------------------------------------------- 1. outputs change together
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["enospc", "erofs"])
+def test_eval_on_a_failing_disk_keeps_the_previous_results_whole(data, tmp_path, fault):
+    out = tmp_path / "eval"
+    assert run(*eval_args(data["root"], data["maps"], out)).returncode == 0
+    before = files_of(out)
+    assert {"results.json", "table.md", "table.csv", "visual.png"} <= set(before)
+    # with another method name every file would change: none may
+    args = eval_args(data["root"], data["maps"], out)
+    args[args.index(f"Ours-S={data['maps']}")] = f"Other={data['maps']}"
+    r = run(*args, fault=(fault, out))
+    assert_fails_cleanly(r, out)
+    assert files_of(out) == before
+
+
+@pytest.mark.slow
+def test_eval_outputs_are_replaced_as_a_set(data, tmp_path):
+    out = tmp_path / "eval"
+    assert run(*eval_args(data["root"], data["maps"], out)).returncode == 0
+    assert (out / "visual.png").is_file()
+    r = run(*eval_args(data["root"], data["maps"], out), "--vis-groups", 0)
+    assert r.returncode == 0, r.stderr
+    assert not (out / "visual.png").exists()     # a figure of the earlier run would disagree
+    assert not [p for p in os.listdir(out) if p.startswith(".tmp-")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", ["model", "variant", "solver type"])
+def test_failed_resume_leaves_the_run_records_alone(data, tmp_path, change):
+    run_dir = tmp_path / "run"
+    shutil.copytree(data["run"], run_dir)
+    before = files_of(run_dir)
+    args = train_args(data["groups"], data["root"], run_dir)
+    if change == "model":
+        args[args.index("single")] = "group"
+    elif change == "variant":
+        args.remove("--tiny")
+    else:
+        solver = tmp_path / "sgd.prototxt"
+        text = TINY_SINGLE.solver.read_text()
+        solver.write_text("\n".join(x for x in text.splitlines() if not x.startswith("type")) + '\ntype: "SGD"\n')
+        args += ["--solver", solver]
+    r = run("apps.train", *args, "--iters", 4, "--resume")
+    assert_fails_cleanly(r, run_dir)
+    assert files_of(run_dir) == before
+
+
+@pytest.mark.slow
+def test_predict_that_fails_midway_keeps_the_previous_maps(data, tmp_path):
+    import cv2
+    import numpy as np
+    images = tmp_path / "images"
+    shutil.copytree(data["root"] / "img", images)
+    out = tmp_path / "maps"
+    args = ["apps.predict", "--weights", data["weights"]["single"], "--model", "single", "--prototxt",
+            TINY_SINGLE.deploy, "--images", images, "--out", out, "--quiet", "--force"]
+    assert run(*args).returncode == 0
+    before = files_of(out)
+    # a PNG whose header and end are whole but whose pixel data is damaged: found only when
+    # decoded, in the middle of the run (the last group)
+    png = bytearray(cv2.imencode(".png", np.random.RandomState(0).randint(0, 255, (60, 80, 3), np.uint8))[1])
+    png[100:400] = bytes(300)
+    (images / "g 1" / "9.png").write_bytes(bytes(png))
+    r = run(*args)
+    assert_fails_cleanly(r, "9.png")
+    assert files_of(out) == before
+
+
+# ---------------------------------------------------------------- 2. files Caffe would abort on
+def edited(tmp_path, src, old, new, count=1):
+    text = pathlib.Path(src).read_text()
+    assert old in text, old
+    p = tmp_path / pathlib.Path(src).name
+    p.write_text(text.replace(old, new, count))
+    return p
+
+
+DEPLOY_EDITS = {   # id: (old, new, words of the message)
+    "batch 4 vs 5 slice tops": ("dim: 5 dim: 3", "dim: 4 dim: 3", ["slice", "group size"]),
+    "batch 10 vs 5 slice tops": ("dim: 5 dim: 3", "dim: 10 dim: 3", ["slice", "group size"]),
+    "stride 0": ("kernel_size: 3 pad: 1", "kernel_size: 3 pad: 1 stride: 0", ["conv1_1", "stride 0"]),
+    "kernel larger than input": ("kernel_size: 3 pad: 1", "kernel_size: 999 pad: 1", ["conv1_1", "larger than its input"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["caffe", "opencv"])
+@pytest.mark.parametrize("edit", sorted(DEPLOY_EDITS))
+def test_predict_with_an_edited_deploy_prototxt(data, tmp_path, edit, engine):
+    old, new, words = DEPLOY_EDITS[edit]
+    proto = edited(tmp_path, TINY_GROUP.deploy, old, new)
+    r = run("apps.predict", "--weights", data["weights"]["group"], "--prototxt", proto, "--dataset", "icoseg",
+            "--root", data["root"], "--out", tmp_path / "o", "--engine", engine, "--quiet")
+    assert_fails_cleanly(r, proto, *words)
+    assert not (tmp_path / "o").exists()
+
+
+SOLVER_EDITS = {
+    "unknown type": ('type: "Adam"', 'type: "Adamm"', ["unknown solver type", "SGD"]),
+    "unknown lr_policy": ('lr_policy: "fixed"', 'lr_policy: "fixd"', ["lr_policy", "step"]),
+    "step without stepsize": ('lr_policy: "fixed"', 'lr_policy: "step" gamma: 0.1', ["stepsize", "> 0"]),
+    "negative base_lr": ("base_lr:", "base_lr: -1 #", ["base_lr", "> 0"]),
+    "momentum 1.5": ("momentum:", "momentum: 1.5 #", ["momentum", "[0, 1)"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit", sorted(SOLVER_EDITS))
+def test_train_with_a_nonsense_solver(data, tmp_path, edit):
+    old, new, words = SOLVER_EDITS[edit]
+    solver = edited(tmp_path, TINY_SINGLE.solver, old, new)
+    r = run("apps.train", *train_args(data["groups"], data["root"], tmp_path / "run"), "--solver", solver,
+            "--iters", 2)
+    assert_fails_cleanly(r, solver, *words)
+    assert not (tmp_path / "run" / "latest.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "another model's"])
+def test_resume_from_a_damaged_solverstate(data, tmp_path, damage):
+    run_dir = tmp_path / "run"
+    shutil.copytree(data["run"], run_dir)
+    state = run_dir / json.loads((run_dir / "latest.json").read_text())["solverstate"]
+    if damage == "truncated":
+        truncate(state, 0.3)
+    elif damage == "garbage":
+        state.write_bytes(b"\x08\x96\x01" + os.urandom(200))
+    else:   # a snapshot of the group model put in place of this run's
+        other = tmp_path / "group"
+        r = run("apps.train", *train_args(data["groups"], data["root"], other, model="group"), "--iters", 1)
+        assert r.returncode == 0, r.stderr
+        shutil.copy(other / json.loads((other / "latest.json").read_text())["solverstate"], state)
+    before = files_of(run_dir)
+    r = run("apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 4, "--resume")
+    assert_fails_cleanly(r, state)
+    assert files_of(run_dir) == before
+
+
+# ---------------------------------------------------------------- 3. run folders move
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["moved", "copied"])
+def test_a_moved_or_copied_run_resumes_from_its_own_files(data, tmp_path, how):
+    first = tmp_path / "first"
+    shutil.copytree(data["run"], first)
+    second = tmp_path / "elsewhere" / "second"
+    if how == "moved":
+        shutil.move(first, second)
+    else:
+        shutil.copytree(first, second)
+        # the old folder's weights are spoiled: resuming the copy must not read them
+        for p in (first / "snapshots").glob("*.caffemodel"):
+            p.write_bytes(b"spoiled")
+    r = run("apps.train", *train_args(data["groups"], data["root"], second), "--iters", 3, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "resumed from iteration 2" in r.stderr
+    assert json.loads((second / "latest.json").read_text())["iter"] == 3
+    assert str(second) in (second / "solver.prototxt").read_text()
+
+
+# ---------------------------------------------------------------- 4. unwritable and full disks
+def commands(data, out):
+    """Every command that writes an output folder, with `out` as that folder."""
+    return {
+        "predict": ["apps.predict", "--weights", data["weights"]["single"], "--model", "single", "--prototxt",
+                    TINY_SINGLE.deploy, "--dataset", "icoseg", "--root", data["root"], "--out", out, "--quiet"],
+        "eval": eval_args(data["root"], data["maps"], out),
+        "cbcs": ["baselines.cbcs", "--dataset", "icoseg", "--root", data["root"], "--out", out, "--workers", 1],
+        "train": ["apps.train", *train_args(data["groups"], data["root"], out), "--iters", 1],
+        "train-groups": ["data_prep", "train-groups", "--dataset", "icoseg", "--root", data["root"],
+                         "--out", out / "groups.jsonl", "--workers", 1],
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict", "eval", "cbcs", "train", "train-groups"])
+@pytest.mark.parametrize("where", ["under a regular file", "read-only", "full disk"])
+def test_unwritable_output(data, tmp_path, command, where):
+    if where == "under a regular file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+        r = run(*commands(data, out)[command])
+        assert_fails_cleanly(r, tmp_path / "file")
+        return
+    out = tmp_path / "out"
+    r = run(*commands(data, out)[command], fault=("erofs" if where == "read-only" else "enospc", tmp_path))
+    assert_fails_cleanly(r, out)
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+
+
+@pytest.mark.slow
+def test_training_on_a_full_disk_never_points_at_a_partial_snapshot(data, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(data["run"], run_dir)
+    before = files_of(run_dir)
+    r = run("apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 4, "--resume",
+            fault=("nospace", tmp_path))
+    assert_fails_cleanly(r, run_dir, "free space")
+    assert files_of(run_dir) == before
+
+
+# ---------------------------------------------------------------- 5. broken dataset files
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["cbcs", "train-groups", "eval", "predict", "summary"])
+@pytest.mark.parametrize("broken", ["truncated JPEG image", "truncated PNG mask"])
+def test_every_command_skips_broken_files_and_counts_them(data, tmp_path, command, broken):
+    root = copy_dataset(data, tmp_path)
+    truncate(root / ("img/g 0/1.jpg" if "JPEG" in broken else "gt/g 0/1.png"))
+    out = tmp_path / "out"
+    argv = commands(dict(data, root=root), out).get(command) or \
+        ["data_prep", "summary", "--dataset", "icoseg", "--root", root]
+    r = run(*argv)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "truncated files: 1" in r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- 6. interrupts
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["eval", "train"])
+@pytest.mark.parametrize("after", [0.3, 1.0, 2.5])
+def test_ctrl_c_at_any_moment_is_one_line_and_130(data, tmp_path, command, after):
+    out = tmp_path / "out"
+    argv = commands(data, out)[command]
+    if command == "train":
+        argv = argv[:-1] + [100000]
+    else:   # a previous evaluation in the folder must come out of it intact
+        assert run(*argv).returncode == 0
+    before = files_of(out) if out.exists() else {}
+    p = subprocess.Popen([sys.executable, "-m", *map(str, argv)], cwd=ROOT, env=ENV, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(after)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert "Traceback" not in err and "Check failed" not in err, err
+    if p.returncode == 0:      # finished before the signal came: nothing to check
+        return
+    assert p.returncode == 130, (p.returncode, err)
+    last = err.strip().splitlines()[-1]
+    assert last == "interrupted" or "continue with --resume" in last, err
+    if command == "eval":
+        assert files_of(out) == before
+
+
+# ---------------------------------------------------------------- 7. settings that make no sense
+SETTINGS = [
+    (["apps.train", "--iters", -1], "--iters", ">= 0"),
+    (["apps.train", "--base-lr", -0.1], "--base-lr", "> 0"),
+    (["apps.train", "--snapshot-every", 0], "--snapshot-every", ">= 1"),
+    (["apps.train", "--workers", 0], "--workers", ">= 1"),
+    (["eval", "--workers", 0], "--workers", ">= 1"),
+    (["eval", "--vis-groups", -2], "--vis-groups", ">= 0"),
+    (["baselines.cbcs", "--workers", 0], "--workers", ">= 1"),
+    (["apps.predict", "--group-size", 0], "--group-size", ">= 1"),
+    (["data_prep", "train-groups", "--workers", 0], "--workers", ">= 1"),
+    (["data_prep", "train-groups", "--neighbours", 0], "--neighbours", ">= 1"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv,option,valid", SETTINGS, ids=[" ".join(map(str, a)) for a, _, _ in SETTINGS])
+def test_settings_that_make_no_sense_are_refused_with_the_range(data, tmp_path, argv, option, valid):
+    full = commands(data, tmp_path / "out")
+    command = {"apps.train": "train", "eval": "eval", "baselines.cbcs": "cbcs", "apps.predict": "predict",
+               "data_prep": "train-groups"}[argv[0]]
+    given = argv[2:] if argv[0] == "data_prep" else argv[1:]
+    r = run(*full[command], *given)      # the last value of an option is the one argparse keeps
+    assert_fails_cleanly(r, option, valid)
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- the shared helpers, in-process
+def test_write_together_rolls_back_when_the_swap_fails(tmp_path, monkeypatch):
+    from core import outputs
+    outputs.write_together(tmp_path, {"a.txt": "old a", "b.txt": "old b"})
+    real = os.replace
+    calls = []
+
+    def flaky(src, dst):
+        calls.append(dst)
+        if len(calls) == 4:     # two old files moved aside, one new file in: then the disk fails
+            raise OSError(errno.EIO, "I/O error", dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", flaky)
+    with pytest.raises(UserError, match="cannot write"):
+        outputs.write_together(tmp_path, {"a.txt": "new a", "b.txt": "new b"})
+    monkeypatch.setattr(outputs.os, "replace", real)
+    assert files_of(tmp_path) == {"a.txt": b"old a", "b.txt": b"old b"}
+
+
+def test_atomic_files_get_the_umask_permissions(tmp_path):
+    from core.outputs import atomic_path, atomic_write_bytes, write_together
+    from data_prep.descriptors import save_cache
+    import numpy as np
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a", b"x")
+        write_together(tmp_path, {"b": "y"})
+        with atomic_path(tmp_path / "c") as t:
+            pathlib.Path(t).write_bytes(b"z")
+        save_cache(tmp_path / "d.h5", {"k": np.zeros(1024, np.float32)})
+    finally:
+        os.umask(old)
+    for name in "abcd":
+        p = tmp_path / name if name != "d" else tmp_path / "d.h5"
+        assert p.stat().st_mode & 0o777 == 0o644, name
+
+
+def test_prepare_out_dir(tmp_path):
+    from core.outputs import prepare_out_dir
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        prepare_out_dir(tmp_path / "f" / "sub")
+    with pytest.raises(UserError, match="not a folder"):
+        prepare_out_dir(tmp_path / "f")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(UserError, match="not empty.*--force"):
+        prepare_out_dir(tmp_path / "full")
+    assert prepare_out_dir(tmp_path / "full", force=True)
+    assert prepare_out_dir(tmp_path / "full", may_hold=lambda names: names == ["x"])
+    prepare_out_dir(tmp_path / "new" / "deeper")
+    assert not (tmp_path / "new").exists()      # created by the first write, not before
+
+
+def test_shape_checks_match_caffe_on_every_prototxt():
+    from core.netcheck import check_shapes
+    from core.netio import caffe, read_prototxt
+    for model in ("group", "single"):
+        for tiny in (False, True):
+            deploy = model_files(model, tiny).deploy
+            shapes = check_shapes(read_prototxt(deploy), deploy)
+            net = caffe.Net(str(deploy), caffe.TEST)
+            for name, blob in net.blobs.items():
+                if name in shapes:
+                    assert shapes[name] == tuple(blob.data.shape), (deploy, name)
+
+
+def test_progress_prints_plain_lines_without_a_terminal(capsys, monkeypatch):
+    from core.progress import progress
+    monkeypatch.setenv("GWD_PROGRESS_SECONDS", "0")
+    for _ in progress(range(3), desc="work", unit="img"):
+        pass
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("work: 3/3 img (100 %)"), lines
+    assert "\r" not in "".join(lines)
+
+
+def test_worker_count_follows_the_affinity_mask():
+    from core.workers import available_cpus, worker_count
+    if hasattr(os, "sched_getaffinity"):
+        assert available_cpus() == len(os.sched_getaffinity(0))
+    assert worker_count(3) == 3 and worker_count(None, tasks=1) == 1 and worker_count(0) == available_cpus()
