@@ -23,8 +23,8 @@ import numpy as np
 
 from apps.pipeline import Steps, evaluate, predict, train_stage
 from core.errors import UserError, cli
-from core.imageio import atomic_write_bytes, atomic_write_text
 from core.layout import MODELS, run_dir
+from core.outputs import write_together
 
 ABLATION = {"size": "64x128", "train_groups": 1500, "test_groups": 60, "iters": 500, "seeds": [0, 1],
             "placements": ["anchored", "free"], "benchmark_seed": 0}
@@ -141,10 +141,8 @@ def run(args):
     minutes = (time.time() - t0) / 60
     summary = {"config": cfg, "minutes": round(minutes, 1),
                "table": {p: {MODELS[m]: v for m, v in ms.items()} for p, ms in table.items()}}
-    # the three outputs change together: written after everything they summarise exists
-    atomic_write_bytes(os.path.join(d, "pr_curves.png"), plot_pr(curves))
-    atomic_write_text(os.path.join(d, "ablation.json"), json.dumps(summary, indent=1) + "\n")
-    atomic_write_text(os.path.join(d, "ablation.md"), md)
+    write_together(d, {"pr_curves.png": plot_pr(curves), "ablation.json": json.dumps(summary, indent=1) + "\n",
+                       "ablation.md": md})
     print(md)
     print(f"ablation finished in {minutes:.1f} min; table in {os.path.relpath(d)}/ablation.md, "
           f"PR curves in {os.path.relpath(d)}/pr_curves.png", file=sys.stderr)

@@ -53,8 +53,8 @@ def test_train_ours_plus_from_single_starts_as_exactly_ours_s(tmp_path):
     he_init(single, seed=3)
     s_weights = tmp_path / "single.caffemodel"
     single.save(str(s_weights))
-    # one step at learning rate 0: the saved weights are the initialisation
-    base = ["--tiny", "--train-list", lst, "--data-root", tmp_path, "--iters", 1, "--base-lr", 0]
+    # one step at a learning rate of 1e-30: the saved weights are the initialisation (to float precision)
+    base = ["--tiny", "--train-list", lst, "--data-root", tmp_path, "--iters", 1, "--base-lr", 1e-30]
     r = run("apps.train", "--model", "group_plus", *base, "--out", tmp_path / "plus", "--from-single", s_weights)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "from Ours-S" in r.stderr
