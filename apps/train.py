@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli
 from core.imageio import atomic_write_bytes, atomic_write_text
 from core.layout import SCORE_LAYER, model_files
@@ -256,6 +257,9 @@ def train(args):
     else:
         print("initialised:", init_weights(solver.net, args), file=sys.stderr)
 
+    # ||dw||/||w|| per learnable layer every --log-every iterations (ratios.csv, ratios.png)
+    ratios = RatioLog(run.out, learnable_layers(read_prototxt(net_path)), start)
+
     val = None
     if args.val_list:
         from python_layers.group_data_layer import GroupLoader, parse_params
@@ -289,6 +293,9 @@ def train(args):
                 eta = (max_iter - it) / rate if rate > 0 else 0
                 print(f"iter {it}/{max_iter}  loss {np.mean(recent):.4g}  {rate:.2f} it/s  ETA {fmt_time(eta)}",
                       file=sys.stderr)
+                stalled = ratios.record(solver.net, it, loss)
+                if stalled:
+                    print(f"warning: {stalled}", file=sys.stderr)
             if val and it % args.val_every == 0:
                 mae, mf = validate(val[0], val[1], args.val_groups)
                 run.append(run.val_csv, ("iter", "MAE", "mF"), (it, f"{mae:.5f}", f"{mf:.5f}"))
@@ -296,9 +303,11 @@ def train(args):
             if it % args.snapshot_every == 0 and it < max_iter:
                 run.snapshot(solver, prefix_name)
                 run.plot()
+                ratios.plot()
         if solver.iter > start or not os.path.exists(run.latest_path):
             it = run.snapshot(solver, prefix_name)
             run.plot()
+            ratios.plot()
             print(f"snapshot at iteration {it}: {os.path.join(args.out, 'weights.caffemodel')}", file=sys.stderr)
     finally:
         for s, h in old.items():
