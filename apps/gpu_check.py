@@ -223,6 +223,7 @@ def speed_line(table, stage, model, list_path, root, gpu, warmup, iters, tmp):
     table.add(f"speed, stage {stage} ({MODELS[model]}), {iters} timed iterations",
               f"{rate:.2f} it/s, waiting for data {100 * share:.1f}% of the time{advice}",
               passed(share <= WAIT_SHARE_MAX))
+    loader.close()
     del solver
     return rate, peak
 

@@ -4,6 +4,7 @@
     python -m apps.train --model group --train-list L --data-root D --out runs/group --from-single S
 
 The run folder holds everything: the resolved train prototxt and solver, loss.csv and loss.png,
+ratios.csv and ratios.png (each layer's ||dw||/||w||, core.diagnostics),
 val.csv (MAE and mF on a held-out group list), snapshots/ and two pointers written atomically:
 latest.json (the last complete snapshot, what --resume continues from) and weights.caffemodel
 (the newest weights, what prediction uses). SIGINT / SIGTERM write a snapshot before exiting.

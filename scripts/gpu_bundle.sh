@@ -55,14 +55,23 @@ data=${DATA:-$here/../shared/datasets/icoseg-dev}
 (cd "$here" && "$python" -m apps.gpu_check --write-bundle "$stage" "${data_arg[@]}") | sed 's/^/[gpu_bundle] data: /' >&2
 cp "$here/scripts/gpu_bundle/gpu_check.sh" "$here/scripts/gpu_bundle/compare_h5.py" "$stage/"
 
+# gzip when it fits: any node (and a minimal Debian) unpacks it; else xz, which gpu_check.sh
+# unpacks with xz or, on a node without it, with python3's tarfile.
 mkdir -p "$out"
-tar -C "$work" -czf "$work/gwd-gpu-bundle.tar.gz" gwd-gpu-bundle
-size=$(stat -c %s "$work/gwd-gpu-bundle.tar.gz")
+rm -f "$out/gwd-gpu-bundle.tar.gz" "$out/gwd-gpu-bundle.tar.xz"
+archive=$work/gwd-gpu-bundle.tar.gz
+tar -C "$work" -czf "$archive" gwd-gpu-bundle
+if [ "$(stat -c %s "$archive")" -gt $((limit_mib * 1048576)) ]; then
+  log "gzip gives $(( $(stat -c %s "$archive") / 1048576 )) MiB, over $limit_mib MiB: using xz"
+  archive=$work/gwd-gpu-bundle.tar.xz
+  tar -C "$work" -cf - gwd-gpu-bundle | xz -9 -T2 > "$archive"
+fi
+size=$(stat -c %s "$archive")
 if [ "$size" -gt $((limit_mib * 1048576)) ]; then
   log "the archive is $((size / 1048576)) MiB, over the $limit_mib MiB limit"; exit 1
 fi
-mv "$work/gwd-gpu-bundle.tar.gz" "$out/"
+mv "$archive" "$out/"
 cp "$here/scripts/gpu_bundle/gpu_check.sh" "$out/"
-log "$out/gwd-gpu-bundle.tar.gz: $(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1048576 }') MiB" \
+log "$out/$(basename "$archive"): $(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1048576 }') MiB" \
     "($(ls "$stage/lib" | wc -l) libraries); run: bash gpu_check.sh OUT [GPU] beside it"
-echo "$out/gwd-gpu-bundle.tar.gz"
+echo "$out/$(basename "$archive")"

@@ -22,10 +22,14 @@ mkdir -p "$out" || { echo "error: cannot create $out" >&2; exit 2; }
 out=$(cd "$out" && pwd)
 
 if [ ! -x "$here/bin/caffe" ]; then            # beside the archive: unpack, run the unpacked copy
-  archive=$here/gwd-gpu-bundle.tar.gz
-  [ -f "$archive" ] || { echo "error: $archive not found: keep gpu_check.sh beside the archive" >&2; exit 2; }
+  archive=$(ls "$here"/gwd-gpu-bundle.tar.gz "$here"/gwd-gpu-bundle.tar.xz 2>/dev/null | head -1)
+  [ -n "$archive" ] || { echo "error: no gwd-gpu-bundle.tar.gz or .tar.xz in $here: keep gpu_check.sh beside the archive" >&2; exit 2; }
   rm -rf "$out/gwd-gpu-bundle"
-  tar -xzf "$archive" -C "$out" || { echo "error: cannot unpack $archive into $out" >&2; exit 2; }
+  case "$archive" in
+    *.gz) tar -xzf "$archive" -C "$out" ;;
+    *) if command -v xz >/dev/null 2>&1; then tar -xJf "$archive" -C "$out"
+       else python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$archive" "$out"; fi ;;
+  esac || { echo "error: cannot unpack $archive into $out" >&2; exit 2; }
   exec bash "$out/gwd-gpu-bundle/gpu_check.sh" "$out" "$gpu"
 fi
 
