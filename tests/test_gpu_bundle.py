@@ -18,8 +18,9 @@ CHROOT_TAR = CACHE / "gwd-chroot" / "bookworm-minbase.tar"
 def _cuda_build():
     """The cached CUDA build of scripts/build_caffe.sh (make caffe-cuda), or None."""
     root = pathlib.Path(os.environ.get("GWD_CAFFE_CACHE", CACHE / "gwd-caffe"))
-    done = sorted(glob.glob(str(root / "cuda-*" / ".complete")))
-    return pathlib.Path(done[-1]).parent if done else None
+    done = [pathlib.Path(p).parent for p in sorted(glob.glob(str(root / "cuda-[0-9]*" / ".complete")))]
+    done = [d for d in done if (d / "build").is_dir()]           # not the cuda-wheels-* folders
+    return done[-1] if done else None
 
 
 def _minimal_debian(dest):
