@@ -48,11 +48,10 @@ def _node_cuda_libs(tool, dest):
     dest.mkdir(parents=True)
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) >= 3 and parts[1] == "=>" and any(k in parts[0] for k in ("cublas", "curand", "nccl", "cudart")):
+        # ldd lists indirect needs too (libcublasLt through libcublas)
+        if (len(parts) >= 3 and parts[1] == "=>" and not (dest / parts[0]).exists()
+                and any(k in parts[0] for k in ("cublas", "curand", "nccl", "cudart"))):
             _link_or_copy(os.path.realpath(parts[2]), dest / parts[0])
-            for dep in glob.glob(os.path.join(os.path.dirname(parts[2]), "libcublasLt.so.*")):
-                if not (dest / os.path.basename(dep)).exists():
-                    _link_or_copy(os.path.realpath(dep), dest / os.path.basename(dep))
 
 
 @pytest.mark.slow
