@@ -41,6 +41,8 @@ help:
 	@echo "make baselines DATASET=icoseg   CBCS, CBCS-S and CSHS maps of a benchmark, evaluated"
 	@echo "make table      merge every evaluated benchmark into Table 1 (RUNS/table)"
 	@echo "make reproduce  Table 1 end to end: inputs checked, baselines, training, evaluation, table (DRY_RUN=1: the plan)"
+	@echo "make gpu-check GPU=0   pre-flight check of the GPU path (one table; CPU mode: GPU=cpu)"
+	@echo "make gpu-bundle the GPU check for a bare GPU node, one archive (BUNDLE_DIR)"
 	@echo "make caffe-cuda Caffe with CUDA (prints the folder for make setup CAFFE_PYTHON=...)"
 	@echo "make docker-build   the Docker image (DOCKER_VARIANT=cuda|cpu)"
 	@echo "make clean      caches only (never RUNS); make distclean also removes .venv"
@@ -128,7 +130,17 @@ distclean: clean
 # ---------------------------------------------------------------- CUDA, Docker, Table 1
 DOCKER_VARIANT ?= cuda
 DOCKER_IMAGE   ?= gwd:$(DOCKER_VARIANT)
-.PHONY: caffe-cuda lint-docker docker-build reproduce
+.PHONY: caffe-cuda lint-docker docker-build reproduce gpu-check gpu-bundle
+ICOSEG_DEV ?= ../shared/datasets/icoseg-dev
+BUNDLE_DIR ?= dist
+
+# GPU=N checks GPU N; GPU=cpu runs the same table in CPU mode.
+gpu-check: setup
+	$(PY) -m apps.gpu_check $(if $(filter cpu,$(GPU)),--cpu,--gpu "$(GPU)") $(if $(wildcard $(ICOSEG_DEV)/images),--data $(ICOSEG_DEV))
+
+# CAFFE_BUILD=<build folder> bundles another build than the CUDA one (make caffe-cuda).
+gpu-bundle: $(VENV)/.deps-done
+	PYTHON=$(PY) DATA=$(ICOSEG_DEV) scripts/gpu_bundle.sh $(BUNDLE_DIR)
 
 # Caffe with CUDA (nvcc on PATH; cuBLAS/cuRAND/NCCL from NVIDIA's wheels when the toolkit lacks
 # them). Prints the pycaffe folder: use it with make setup CAFFE_PYTHON=<folder>.

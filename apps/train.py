@@ -5,6 +5,7 @@
     (--model group_plus: Ours+, not the paper's net; README "What the group block can and cannot learn")
 
 The run folder holds everything: the resolved train prototxt and solver, loss.csv and loss.png,
+ratios.csv and ratios.png (each layer's ||dw||/||w||, core.diagnostics),
 val.csv (MAE and mF on a held-out group list), snapshots/ and two pointers written atomically:
 latest.json (the last complete snapshot, what --resume continues from) and weights.caffemodel
 (the newest weights, what prediction uses). SIGINT / SIGTERM write a snapshot before exiting.
@@ -32,10 +33,12 @@ import time
 import numpy as np
 
 from core.args import non_negative_int, positive_float, positive_int
+from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli
 from core.layout import MODELS, SCORE_LAYER, model_files
 from core.netio import (caffe, caffe_pb2, check_net, load_net, read_prototxt, read_solver,
                         read_solverstate, read_weights, restore)
+from core import netgen
 from core.netcheck import TWO_HISTORIES, check_solver, solver_type
 from core.outputs import (STAGING_PREFIX, atomic_path, atomic_write_bytes, atomic_write_text,
                           check_space, prepare_out_dir, write_together)
@@ -47,33 +50,18 @@ def train_net(src, data_params):
     """The train prototxt with the data layer's JSON param_str updated (checked, in memory)."""
     net = read_prototxt(src)
     check_net(net, src, "train")
-    layer = next((x for x in net.layer if x.type == "Python"), None)
-    if layer is None:
-        raise UserError(f"{src}: no Python data layer to configure")
-    p = json.loads(layer.python_param.param_str or "{}")
-    p.update(data_params)
-    layer.python_param.param_str = json.dumps(p)
-    return net
-
-
-# Solver fields that belong to a run, not to a solver file: apps.train sets them itself (it takes
-# its own snapshots, with pointers written after them, and prints its own progress).
-RUN_FIELDS = ("net", "train_net", "snapshot", "snapshot_prefix", "display", "solver_mode", "device_id")
+    return netgen.with_data_params(net, data_params, src)
 
 
 def run_solver(src, net_path, prefix, max_iter, gpu, overrides=()):
-    """The solver file with what belongs to the run filled in (checked, in memory)."""
+    """The solver file with what belongs to the run filled in (checked, in memory). A solver file
+    that sets a run's own fields (core.netgen.RUN_FIELDS) is refused: nothing overrides it silently."""
     s = read_solver(src)
-    owned = [f for f in RUN_FIELDS if s.HasField(f)]
+    owned = [f for f in netgen.RUN_FIELDS if s.HasField(f)]
     if owned:
         raise UserError(f"{src}: sets {', '.join(owned)}, which apps.train sets for each run "
                         "(--out, --snapshot-every, --log-every, --gpu): remove them from the solver")
-    s.net = net_path
-    s.snapshot_prefix = prefix
-    s.max_iter = max_iter
-    s.snapshot = 0
-    s.display = 0
-    s.solver_mode = caffe_pb2.SolverParameter.GPU if gpu is not None else caffe_pb2.SolverParameter.CPU
+    s = netgen.run_solver(s, net_path, max_iter, gpu, snapshot_prefix=prefix)
     for k, v in overrides:
         setattr(s, k, type(getattr(s, k))(v))
     check_solver(s, src)
@@ -400,9 +388,10 @@ class StopSignals:
             signal.signal(s, h)
 
 
-def loop(solver, run, args, max_iter, val, stop, kind):
-    """Step the solver to max_iter: loss.csv every iteration, a progress line every --log-every,
-    validation every --val-every, a snapshot every --snapshot-every."""
+def loop(solver, run, args, max_iter, val, stop, kind, ratios):
+    """Step the solver to max_iter: loss.csv every iteration, a progress line and the layers'
+    update-to-weight ratios (ratios.csv) every --log-every, validation every --val-every, a
+    snapshot every --snapshot-every."""
     t0, it0, recent = time.time(), solver.iter, []
     while solver.iter < max_iter and stop.signal is None:
         solver.step(1)
@@ -417,6 +406,9 @@ def loop(solver, run, args, max_iter, val, stop, kind):
             eta = (max_iter - it) / rate if rate > 0 else 0
             print(f"iter {it}/{max_iter}  loss {np.mean(recent):.4g}  {rate:.2f} it/s  ETA {fmt_time(eta)}",
                   file=sys.stderr)
+            stalled = ratios.record(solver.net, it, loss)
+            if stalled:
+                print(f"warning: {stalled}", file=sys.stderr)
         if val and it % args.val_every == 0:
             mae, mf = validate(val[0], val[1], args.val_groups)
             run.append(run.val_csv, ("iter", "MAE", "mF"), (it, f"{mae:.5f}", f"{mf:.5f}"))
@@ -424,6 +416,7 @@ def loop(solver, run, args, max_iter, val, stop, kind):
         if it % args.snapshot_every == 0 and it < max_iter:
             run.snapshot(solver, args.model, kind)
             run.plot()
+            ratios.plot()
 
 
 def train(args):
@@ -447,11 +440,13 @@ def train(args):
     os.makedirs(run.partial, exist_ok=True)
     val = make_validator(args, solver)
 
+    ratios = RatioLog(run.out, [n for n in learnable_layers(net) if n in solver.net.params], start)
     with StopSignals() as stop:
-        loop(solver, run, args, solver_param.max_iter, val, stop, kind)
+        loop(solver, run, args, solver_param.max_iter, val, stop, kind, ratios)
         if solver.iter > start or not os.path.exists(run.latest_path):
             it = run.snapshot(solver, args.model, kind)
             run.plot()
+            ratios.plot()
             if stop.signal is None:
                 print(f"snapshot at iteration {it}: {os.path.join(args.out, 'weights.caffemodel')}",
                       file=sys.stderr)

@@ -237,6 +237,22 @@ def _device_info(lib, device_id, driver_cuda):
     return GpuInfo(device_id, name.value.decode(errors="replace"), tuple(cc), mem.value, driver_cuda)
 
 
+def gpu_memory_used(lib=None):
+    """Bytes in use on the device of this thread's current CUDA context (the one Caffe made
+    current), from cuMemGetInfo; None when there is no driver or no current context."""
+    try:
+        lib = lib or ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    ctx = ctypes.c_void_p()
+    if lib.cuCtxGetCurrent(ctypes.byref(ctx)) != 0 or not ctx.value:
+        return None
+    free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+    if lib.cuMemGetInfo_v2(ctypes.byref(free), ctypes.byref(total)) != 0:
+        return None
+    return total.value - free.value
+
+
 def parse_gpu(gpu):
     """GPU id from an int or a string ('' / None / negative: CPU, returned as None)."""
     if gpu is None or (isinstance(gpu, str) and gpu.strip() == ""):

@@ -121,7 +121,7 @@ if [ "$cuda" = 1 ] && [ -n "$cuda_libdir" ]; then
 fi
 log "compiling with $jobs jobs (CPU about 2.5 min, CUDA about 17 min on 2 cores)"
 start=$(date +%s)
-make -j"$jobs" caffe pycaffe > make.log 2>&1 || { tail -40 make.log >&2; log "build failed: $dest/build/make.log"; exit 1; }
+make -j"$jobs" caffe caffe.bin pycaffe > make.log 2>&1 || { tail -40 make.log >&2; log "build failed: $dest/build/make.log"; exit 1; }
 log "compiled in $(( $(date +%s) - start )) s"
 if [ "$cuda" = 1 ]; then
   # Read by core/device.py: which GPU architectures this build can run on.

@@ -248,3 +248,9 @@ def test_real_cuda_build(tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0] == "CPU" and lines[1] == "[[5.0, 7.0], [11.0, 13.0]]"
     assert lines[2].startswith(str(build))
+
+
+def test_gpu_memory_used_needs_a_current_context():
+    # Nothing in this process has made a CUDA context current (no driver here, or pycaffe in CPU
+    # mode): the reading is None rather than a number from some other context or a crash.
+    assert device.gpu_memory_used() is None
