@@ -25,22 +25,23 @@ RESUME     ?=
 CAFFE_PYTHON ?=
 APT_PACKAGES := $(shell grep -v '^\#' scripts/apt-packages.txt)
 
-.PHONY: help setup apt lock test bench demo train eval baselines table clean
+.PHONY: help setup apt lock test test-fast bench demo train eval baselines table clean distclean
 
 help:
 	@echo "make setup      apt packages, Caffe (cached build), .venv with pycaffe"
-	@echo "make test       the test suite (what CI runs)"
+	@echo "make test       the test suite (what CI runs); make test-fast: without the slow tests"
 	@echo "make bench      speed benchmarks (tables; figures kept in docs/benchmarks.md)"
 	@echo "make demo       synthetic co-saliency benchmark: train tiny Ours-S + group model on the CPU, evaluate"
 	@echo "make train      two-stage training (DATA_ROOT, VGG16, GPU=0, RESUME=1)"
 	@echo "make eval DATASET=icoseg   predict a benchmark with the trained models and evaluate (ENGINE=opencv: fast CPU)"
-	@echo "make baselines DATASET=icoseg   CBCS and CBCS-S maps of a benchmark, evaluated"
+	@echo "make baselines DATASET=icoseg   CBCS, CBCS-S and CSHS maps of a benchmark, evaluated"
 	@echo "make table      merge every evaluated benchmark into Table 1 (RUNS/table)"
-	@echo "make reproduce  Table 1 end to end: inputs checked, baselines, training, evaluation, table"
+	@echo "make reproduce  Table 1 end to end: inputs checked, baselines, training, evaluation, table (DRY_RUN=1: the plan)"
 	@echo "make caffe-cuda Caffe with CUDA (prints the folder for make setup CAFFE_PYTHON=...)"
 	@echo "make lock       regenerate requirements.lock (exact versions, hashes) from requirements.txt"
 	@echo "make docker-build   the Docker image (DOCKER_VARIANT=cuda|cpu; docker, else buildah)"
 	@echo "make docker-check   build both images, run pycaffe and a miniature make reproduce in them"
+	@echo "make clean      caches only (never RUNS); make distclean also removes .venv"
 
 # ---------------------------------------------------------------- setup
 setup: $(VENV)/.setup-done
@@ -112,11 +113,21 @@ table: setup
 test: setup
 	$(PY) -m pytest -q
 
+# The edit loop: everything but the tests marked slow (training, full-size nets, whole commands).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
 bench: setup
 	@for b in bench/bench_*.py; do echo; echo "== $$b"; $(PY) $$b || exit $$?; done
 
+# Only what can be rebuilt: caches and bytecode. Trained models and results (RUNS) are never
+# deleted by make; the virtual environment goes with `make distclean`.
 clean:
-	rm -rf $(RUNS)
+	rm -rf .pytest_cache
+	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
 
 # ---------------------------------------------------------------- CUDA, Docker, Table 1
 DOCKER_VARIANT ?= cuda
@@ -140,5 +151,5 @@ docker-check: setup
 
 # Table 1 end to end: checks the inputs, then baselines, training, evaluation, table (resumable).
 reproduce: setup
-	DATA_ROOT="$(DATA_ROOT)" VGG16="$(VGG16)" GPU="$(GPU)" RUNS="$(RUNS)" MAKE="$(MAKE)" PYTHON="$(PY)" \
-	  scripts/reproduce.sh
+	$(PY) -m apps.pipeline reproduce --data-root $(DATA_ROOT) --vgg16 $(VGG16) --runs $(RUNS) $(GPU_ARG) \
+	  --engine $(ENGINE) $(if $(ITERS),--iters $(ITERS)) $(if $(DRY_RUN),--dry-run)

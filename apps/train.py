@@ -167,12 +167,11 @@ def init_weights(net, args):
         transplant_vgg16(net, args.vgg16)
         return f"semantic block from VGG16 {args.vgg16}"
     if args.from_single:
-        _, deploy, _ = model_files("single", args.tiny)
-        single = load_net(deploy, args.from_single)
-        copied = single_to_group(single, net)
-        return f"{len(copied)} layers from Ours-S {args.from_single} (X half of score_co zero)"
+        single = load_net(model_files("single", args.tiny).deploy, args.from_single)
+        copied = single_to_group(single, net, SCORE_LAYER["single"], SCORE_LAYER[args.model])
+        return f"{len(copied)} layers from Ours-S {args.from_single} (X half of {SCORE_LAYER[args.model]} zero)"
     if args.init:
-        src = load_net(model_files(args.model, args.tiny)[1], args.init)
+        src = load_net(model_files(args.model, args.tiny).deploy, args.init)
         for name, params in src.params.items():
             for s, d in zip(params, net.params[name]):
                 d.data[...] = s.data

@@ -53,22 +53,20 @@ Where the reference could not be followed exactly (guesses and deviations):
 - imresize: reimplemented (`baselines.matlab_ops`); tested for its documented behaviour, not
   against MATLAB output, which is not available here.
 """
-import argparse
-import concurrent.futures
 import hashlib
 import json
-import multiprocessing
-import os
 import pathlib
 import sys
 
 import numpy as np
 
-from core.errors import UserError, cli
-from core.imageio import atomic_write_text, read_image, write_png
+from core.errors import cli
+from core.imageio import read_image, write_png
 
 from .matlab_ops import (filter_zero_padded, gaussian_kernel, gaussmf, imresize,
                          round_half_away, srgb_to_lab)
+from .runner import (argument_parser, output_folder, parse_arguments, prepare_out, run_groups,
+                     to_uint8)
 
 SCALE = 200                 # para.Scale
 SINGLE_CLUSTERS = 6         # para.Bin_num_single
@@ -340,11 +338,6 @@ def cbcs_maps(images, names, group="", seed=0, single=False, scale=SCALE):
     return [np.clip(imresize(m, im.shape[:2]), 0.0, 1.0) for m, im in zip(maps, images)]
 
 
-def to_uint8(saliency):
-    """MATLAB im2uint8 of a map in [0, 1]: clamp, x 255, round half away from zero."""
-    return round_half_away(np.clip(saliency, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
 # ---------------------------------------------------------------- command line
 
 def _process_group(task):
@@ -365,48 +358,8 @@ def run(dataset, out, single=False, workers=None, seed=0, groups=None, skip_done
     workers: processes, one group each at a time (default: all CPU cores); seed: k-means seed;
     groups: names of the groups to run (default all); skip_done: leave groups whose maps all
     exist; progress: show a progress bar. Returns the number of images written."""
-    from core.layout import prediction_path
-    from tqdm import tqdm
-
-    names = list(dataset.groups) if groups is None else list(groups)
-    unknown = [g for g in names if g not in dataset.groups]
-    if unknown:
-        raise UserError(f"{dataset.root}: no group named {unknown[0]!r} "
-                        f"in dataset '{dataset.name}'")
-    tasks = []
-    for g in names:
-        items = dataset.groups[g]
-        if skip_done and all(prediction_path(out, it).is_file() for it in items):
-            continue
-        tasks.append((g, [(it.name, str(dataset.root / it.image)) for it in items],
-                      str(out), int(seed), bool(single)))
-    tasks.sort(key=lambda t: -len(t[1]))       # largest groups first balance the workers
-    if not workers:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
-    total = sum(len(t[1]) for t in tasks)
-    method = "CBCS-S" if single else "CBCS"
-    done = 0
-    with tqdm(total=total, unit="img", desc=method, disable=not progress, file=sys.stderr) as bar:
-        if workers == 1 or len(tasks) <= 1:
-            for t in tasks:
-                done += _process_group(t)
-                bar.update(len(t[1]))
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx)
-            with pool as ex:
-                futures = [ex.submit(_process_group, t) for t in tasks]
-                try:
-                    for fut in concurrent.futures.as_completed(futures):
-                        n = fut.result()
-                        done += n
-                        bar.update(n)
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
-    return done
+    return run_groups(dataset, out, _process_group, (int(seed), bool(single)),
+                      "CBCS-S" if single else "CBCS", workers, groups, skip_done, progress)
 
 
 def _settings(args):
@@ -414,48 +367,14 @@ def _settings(args):
             "dataset": args.dataset.lower()}
 
 
-def _prepare_out(out, args):
-    """Refuse a non-empty output folder unless --force or --resume (with the same settings)."""
-    settings = _settings(args)
-    run_file = out / RUN_FILE
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: output path exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (args.force or args.resume):
-        raise UserError(f"{out}: output folder is not empty; use --force to overwrite "
-                        f"or --resume to finish an interrupted run")
-    if args.resume and run_file.is_file():
-        try:
-            previous = json.loads(run_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise UserError(f"{run_file}: cannot read the previous run's settings ({e})") from None
-        if previous != settings:
-            raise UserError(f"{run_file}: the maps there were made with {previous}, "
-                            f"not {settings}; use --force or another --out")
-    atomic_write_text(run_file, json.dumps(settings, sort_keys=True) + "\n")
-
-
 def _parse(argv):
-    p = argparse.ArgumentParser(
-        prog="python -m baselines.cbcs",
-        description="CBCS co-saliency maps (or CBCS-S single-image maps) of a dataset, written to "
-                    "<out>/<group>/<image name>.png at each image's own size.")
-    p.add_argument("--dataset", required=True, help="dataset name, e.g. icoseg")
-    p.add_argument("--root", required=True, help="the dataset's folder")
-    p.add_argument("--out", required=True, help="output folder for the maps")
+    p = argument_parser(
+        "python -m baselines.cbcs",
+        "CBCS co-saliency maps (or CBCS-S single-image maps) of a dataset, written to "
+        "<out>/<group>/<image name>.png at each image's own size.")
     p.add_argument("--single", action="store_true", help="CBCS-S: the single-image layer only")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes, each working on one group at a time (default: CPU cores)")
     p.add_argument("--seed", type=int, default=0, help="k-means++ seed (default 0)")
-    p.add_argument("--group", action="append", dest="groups", metavar="NAME",
-                   help="only this group (repeatable)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--force", action="store_true", help="write into a non-empty output folder")
-    mode.add_argument("--resume", action="store_true",
-                      help="continue an interrupted run: skip groups whose maps all exist")
-    args = p.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    return args
+    return parse_arguments(p, argv)
 
 
 @cli
@@ -464,8 +383,8 @@ def main(argv=None):
 
     args = _parse(argv)
     dataset = load_dataset(args.dataset, args.root)
-    out = pathlib.Path(os.path.expanduser(args.out))
-    _prepare_out(out, args)
+    out = output_folder(args)
+    prepare_out(out, _settings(args), RUN_FILE, args.force, args.resume)
     n = run(dataset, out, single=args.single, workers=args.workers, seed=args.seed,
             groups=args.groups, skip_done=args.resume)
     print(f"{_settings(args)['method']}: {n} maps written to {out} ({dataset.summary()})",

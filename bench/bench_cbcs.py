@@ -9,20 +9,18 @@ Uses the real iCoseg development subset when it is there (ICOSEG_DEV, default
 import os
 import pathlib
 import platform
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-from core.layout import PROJECT_ROOT as ROOT
 
 from baselines import cbcs
 from data_prep.datasets import Dataset, Item, load_dataset
 from core.imageio import atomic_write_bytes
+from core.toydata import icoseg_dev_root
 
-ICOSEG_DEV = pathlib.Path(os.environ.get("ICOSEG_DEV",
-                                         ROOT.parent / "shared" / "datasets" / "icoseg-dev"))
+ICOSEG_DEV = icoseg_dev_root()
 GROUP_SIZES = (5, 11, 15, 25, 10, 11, 18, 5)      # as in the iCoseg development subset
 
 
@@ -51,36 +49,51 @@ def synthetic_dataset(folder):
     return Dataset("synthetic-bench", folder, groups)
 
 
-def _cpu_seconds():
-    # this process and its finished children (the worker processes, once joined)
+def cpu_seconds():
+    """CPU seconds of this process and its finished children (the worker processes, once
+    joined)."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
 
 
-def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = pathlib.Path(tmp)
-        if (ICOSEG_DEV / "images").is_dir():
-            ds, source = load_dataset("icoseg", ICOSEG_DEV), "iCoseg dev subset"
-        else:
-            ds, source = synthetic_dataset(tmp / "data"), "synthetic (iCoseg dev not found)"
-        n = len(ds)
-        rows = []
-        for single in (False, True):
-            for workers in (1, 2):
-                out = tmp / f"out-{int(single)}-{workers}"
-                c, t = _cpu_seconds(), time.perf_counter()
-                cbcs.run(ds, out, single=single, workers=workers, progress=False)
-                dt, cpu = time.perf_counter() - t, _cpu_seconds() - c
-                rows.append(("CBCS-S" if single else "CBCS", workers, dt, n / dt, cpu))
+def timed(fn, *args, **kwargs):
+    """(wall seconds, CPU seconds of this process and its workers) of fn(*args, **kwargs)."""
+    c, t = cpu_seconds(), time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - t, cpu_seconds() - c
+
+
+def benchmark_dataset(folder):
+    """(dataset, description): the iCoseg development subset, or a synthetic one in `folder`."""
+    if (ICOSEG_DEV / "images").is_dir():
+        return load_dataset("icoseg", ICOSEG_DEV), "iCoseg dev subset"
+    return synthetic_dataset(folder), "synthetic (iCoseg dev not found)"
+
+
+def machine():
+    """The CPU model, core count and load average, for the table's heading."""
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    print(f"CBCS baselines on {source}: {len(ds.groups)} groups, {n} images; "
-          f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    return f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        ds, source = benchmark_dataset(tmp / "data")
+        n = len(ds)
+        rows = []
+        for single in (False, True):
+            for workers in (1, 2):
+                out = tmp / f"out-{int(single)}-{workers}"
+                dt, cpu = timed(cbcs.run, ds, out, single=single, workers=workers,
+                                progress=False)
+                rows.append(("CBCS-S" if single else "CBCS", workers, dt, n / dt, cpu))
+    print(f"CBCS baselines on {source}: {len(ds.groups)} groups, {n} images; {machine()}")
     print()
     print("| method | workers | seconds | images/s | CPU seconds (all processes) |")
     print("|---|---|---|---|---|")

@@ -8,22 +8,21 @@ forward(): time of the layer's forward with a full prefetch queue (what the solv
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
-from core.layout import PROJECT_ROOT as ROOT
 
 from data_prep.datasets import load_dataset
 from data_prep.test_groups import make_test_groups
 from core.grouplist import write_group_list
 from core.netio import caffe
 from python_layers.group_data_layer import GroupLoader, parse_params
+from core.toydata import icoseg_dev_root
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", default=os.path.join(ROOT, "..", "shared", "datasets", "icoseg-dev"))
+    ap.add_argument("--root", default=str(icoseg_dev_root()))
     ap.add_argument("--groups", type=int, default=300, help="groups decoded per measurement")
     args = ap.parse_args()
     if not os.path.isdir(args.root):

@@ -9,8 +9,9 @@ import time
 import numpy as np
 
 from data_prep import descriptors, synthetic, train_groups
+from core.toydata import icoseg_dev_root
 
-ICOSEG_DEV = pathlib.Path(__file__).resolve().parent.parent.parent / "shared/datasets/icoseg-dev"
+ICOSEG_DEV = icoseg_dev_root()
 
 
 def bench_descriptors(rows):

@@ -16,8 +16,9 @@ import py_sod_metrics as psm
 
 from data_prep.datasets import Dataset, Item
 from eval.evaluate import default_workers, evaluate
+from core.toydata import icoseg_dev_root
 
-ICOSEG_DEV = pathlib.Path(__file__).resolve().parent.parent.parent / "shared/datasets/icoseg-dev"
+ICOSEG_DEV = icoseg_dev_root()
 H, W = 300, 470
 PERTURBATIONS = 3
 

@@ -6,7 +6,7 @@
    back, PNG writing) in images per second on the real iCoseg development subset, for the tiny
    and the full group model.
 
-    PYTHONPATH=. python bench/bench_net.py [--runs 5] [--warmup 2] [--full-groups 3]
+    python bench/bench_net.py [--runs 5] [--warmup 2] [--full-groups 3]
 
 The iCoseg subset is read from $ICOSEG_DEV or ../shared/datasets/icoseg-dev next to the project;
 without it the end-to-end rows are left out. Prints markdown tables.
@@ -28,9 +28,9 @@ from core.netio import load_net
 from apps.predict import CaffeEngine, OpenCVEngine, plan_groups, write_maps
 from core.surgery import he_init
 
-from core.layout import PROJECT_ROOT as ROOT
 from core.layout import PROTOTXT_DIR as P
-ICOSEG_DEV = pathlib.Path(os.environ.get("ICOSEG_DEV", ROOT.parent / "shared" / "datasets" / "icoseg-dev"))
+from core.toydata import icoseg_dev_root
+ICOSEG_DEV = icoseg_dev_root()
 
 
 def random_weights(prototxt, path, seed):

@@ -11,8 +11,9 @@ import numpy as np
 
 from data_prep.datasets import load_dataset, verify_dataset
 from data_prep.test_groups import make_test_groups
+from core.toydata import icoseg_dev_root
 
-ICOSEG_DEV = pathlib.Path(__file__).resolve().parent.parent.parent / "shared/datasets/icoseg-dev"
+ICOSEG_DEV = icoseg_dev_root()
 
 
 def make_dataset(root, n_groups=40, per_group=50, size=(240, 320)):

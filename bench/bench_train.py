@@ -7,13 +7,11 @@ is not what is measured here; see bench_data_layer.py).
 """
 import argparse
 import os
-import sys
 import tempfile
 import time
 
-from core.layout import PROJECT_ROOT as ROOT
 
-from core.netio import caffe, caffe_pb2, read_prototxt
+from core.netio import caffe
 from apps.train import model_files, write_solver, write_train_net
 from core.toydata import write_toy_groups
 

@@ -44,6 +44,7 @@ DATASET_FOLDERS = {
     "icoseg": "iCoseg",
     "icoseg5": "iCoseg",
     "msrc": "MSRC",
+    "msrc7": "MSRC",     # the 7-class subset, read from the same folder
     "cosal2015": "Cosal2015",
     "coco9213": "COCO9213",
     "synthetic": os.path.join("synthetic", "test"),   # python -m data_prep synthetic --out <data-root>/synthetic

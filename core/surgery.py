@@ -11,10 +11,28 @@
 import numpy as np
 
 from .errors import UserError
-from .netio import blob_shape, read_weights
+from .netio import blob_shape, read_weights, weight_shapes
 
-VGG16_CONVS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
-               "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3")
+# VGG16's 13 conv layers (Simonyan & Zisserman) and their (outputs, inputs); kernels are 3 x 3.
+VGG16_SHAPES = {"conv1_1": (64, 3), "conv1_2": (64, 64), "conv2_1": (128, 64), "conv2_2": (128, 128),
+                "conv3_1": (256, 128), "conv3_2": (256, 256), "conv3_3": (256, 256),
+                "conv4_1": (512, 256), "conv4_2": (512, 512), "conv4_3": (512, 512),
+                "conv5_1": (512, 512), "conv5_2": (512, 512), "conv5_3": (512, 512)}
+VGG16_CONVS = tuple(VGG16_SHAPES)
+
+
+def check_vgg16(weights_path):
+    """The caffemodel holds conv1_1..conv5_3 with VGG16's shapes (what stage 1 transplants);
+    else a UserError naming the file and the first layer that is missing or of another shape."""
+    shapes = weight_shapes(read_weights(weights_path))
+    for name, (n_out, n_in) in VGG16_SHAPES.items():
+        got = shapes.get(name)
+        if not got or len(got) < 2:
+            raise UserError(f"{weights_path}: no weights and bias for layer '{name}' (not a VGG16 caffemodel?)")
+        w = got[0]
+        if int(np.prod(w)) != n_out * n_in * 9 or (len(w) == 4 and tuple(w) != (n_out, n_in, 3, 3)):
+            raise UserError(f"{weights_path}: layer '{name}' has weights of shape {tuple(w)}, VGG16's are "
+                            f"{(n_out, n_in, 3, 3)} (not a VGG16 caffemodel?)")
 
 
 def bilinear_kernel(size):

@@ -1,13 +1,14 @@
 """Small data in the real formats, for tests, benchmarks and the Docker and GPU checks: groups of
 images with masks and their group list, and a caffemodel with VGG16's layer names and shapes."""
 import os
+import pathlib
 
 import cv2
 import numpy as np
 
 from .grouplist import write_group_list
 from .netio import caffe_pb2
-from .surgery import VGG16_CONVS
+from .surgery import VGG16_CONVS, VGG16_SHAPES
 
 
 def write_toy_groups(root, n_groups=2, k=5, size=(60, 80), seed=0):
@@ -36,12 +37,6 @@ def write_toy_groups(root, n_groups=2, k=5, size=(60, 80), seed=0):
     return path
 
 
-VGG_SHAPES = {"conv1_1": (64, 3), "conv1_2": (64, 64), "conv2_1": (128, 64), "conv2_2": (128, 128),
-              "conv3_1": (256, 128), "conv3_2": (256, 256), "conv3_3": (256, 256),
-              "conv4_1": (512, 256), "conv4_2": (512, 512), "conv4_3": (512, 512),
-              "conv5_1": (512, 512), "conv5_2": (512, 512), "conv5_3": (512, 512)}
-
-
 def write_vgg16_like(path, seed=0, legacy=True, break_layer=None):
     """A caffemodel with VGG16's layer names and shapes (the real 528 MB file cannot be fetched
     here), in the old V1 format of the published file, plus an fc layer the net does not have."""
@@ -49,7 +44,7 @@ def write_vgg16_like(path, seed=0, legacy=True, break_layer=None):
     net = caffe_pb2.NetParameter(name="VGG_ILSVRC_16_layers")
     expected = {}
     for name in VGG16_CONVS + ("fc8",):
-        n_out, n_in = VGG_SHAPES.get(name, (10, 7))
+        n_out, n_in = VGG16_SHAPES.get(name, (10, 7))
         k = 3 if name != "fc8" else 1
         if name == break_layer:
             n_in += 1
@@ -72,3 +67,11 @@ def write_vgg16_like(path, seed=0, legacy=True, break_layer=None):
     with open(path, "wb") as f:
         f.write(net.SerializeToString())
     return expected
+
+
+def icoseg_dev_root():
+    """The real iCoseg development subset (8 groups with masks) used by tests, benchmarks and
+    checks: $ICOSEG_DEV, else ../shared/datasets/icoseg-dev beside the project. It may not exist
+    (a user's machine has no ../shared): callers skip what needs it."""
+    from .layout import PROJECT_ROOT
+    return pathlib.Path(os.environ.get("ICOSEG_DEV", PROJECT_ROOT.parent / "shared" / "datasets" / "icoseg-dev"))

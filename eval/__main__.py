@@ -46,9 +46,10 @@ def _summary(md):
     return md.split("## Definitions")[0].rstrip()
 
 
-def run_eval(argv):
+def cmd_evaluate(argv):
     p = argparse.ArgumentParser(prog="python -m eval", description=(
-        "Evaluate saliency maps on a dataset: the paper's metrics (mF, AUC, MAE, AP, PR curve) "
+        "Evaluate saliency maps on a dataset: the paper's metrics (mF, AUC both as the area under "
+        "the image-averaged ROC and as the mean of per-image areas, MAE, AP, PR curve) "
         "and S, max/mean E, max/mean F (PySODMetrics), with Table 1's values beside ours. "
         "'python -m eval table --results ... --out DIR' merges results of several runs."))
     p.add_argument("--dataset", required=True, help="dataset name (data_prep.datasets.READERS)")
@@ -75,12 +76,12 @@ def run_eval(argv):
     methods = [_parse_method(s) for s in a.method]
     ds = load_dataset(a.dataset, a.root)
     print(ds.summary(), file=sys.stderr)
-    run = evaluate(ds, methods, normalize=not a.raw, workers=a.workers,
+    evaluation = evaluate(ds, methods, normalize=not a.raw, workers=a.workers,
                    progress=not a.no_progress)
-    warning = resize_warning(run)
+    warning = resize_warning(evaluation)
     if warning:
         print(warning, file=sys.stderr)
-    results = make_results([run])
+    results = make_results([evaluation])
     files = _tables_and_curves(results)
     if a.vis_groups > 0:
         items = report.pick_visual_items(ds, a.vis_groups)
@@ -92,7 +93,7 @@ def run_eval(argv):
     print(f"wrote {', '.join(files)} to {a.out}", file=sys.stderr)
 
 
-def run_table(argv):
+def cmd_table(argv):
     p = argparse.ArgumentParser(prog="python -m eval table", description=(
         "Merge results.json files (one per dataset, or per method) into one Table 1: writes "
         "results.json, table.md, table.csv, pr_curves.png and ap.png."))
@@ -111,8 +112,8 @@ def run_table(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "table":
-        return run_table(argv[1:])
-    return run_eval(argv)
+        return cmd_table(argv[1:])
+    return cmd_evaluate(argv)
 
 
 if __name__ == "__main__":

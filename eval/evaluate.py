@@ -11,7 +11,7 @@ from core.layout import prediction_path
 from core.errors import UserError
 from core.imageio import read_gray, read_mask
 
-from . import paper
+from . import results
 from .metrics import MetricAccumulator, binarize_gt, image_metrics
 
 MAX_LISTED = 3   # missing predictions named in the error message
@@ -119,7 +119,7 @@ def evaluate(dataset, methods, normalize=True, modern=True, workers=None, progre
     workers -- processes (default: the CPUs this process may use, at most one per 100 images;
     they are started by a fork server or spawned, so a script calling this with workers > 1
     needs the usual `if __name__ == "__main__":` guard); progress -- tqdm bar.
-    Returns: a run dict (eval.results) with, per method, "resized" (how many maps were of
+    Returns: one entry of results.json's "runs" (eval.results.dataset_entry) with, per method, "resized" (how many maps were of
     another size than their ground truth) and "resized_example" (one such path, or None).
     """
     names = [n for n, _ in methods]
@@ -147,31 +147,13 @@ def evaluate(dataset, methods, normalize=True, modern=True, workers=None, progre
                 resized[j] += 1
                 if example[j] is None:
                     example[j] = (tasks[i][1][j], shape, tasks[i][0])
-    run = {
-        "dataset": dataset.name,
-        "paper_dataset": paper.paper_dataset(dataset.name),
-        "root": str(dataset.root),
-        "normalization": "minmax" if normalize else "raw",
-        "groups": len(dataset.groups),
-        "images": len(items),
-        "skipped_no_gt": skipped,
-        "methods": [],
-    }
+    entry = results.dataset_entry(dataset, len(items), skipped, normalize)
     for (name, folder), acc, n_res, ex in zip(methods, accs, resized, example):
         metrics, curves = acc.summarize()
-        run["methods"].append({
-            "name": name,
-            "paper_method": paper.paper_method(name),
-            "pred_dir": str(folder),
-            "resized": n_res,
-            "resized_example": None if ex is None else
-            f"{ex[0]} ({ex[1][0]}x{ex[1][1]}, ground truth {_shape_of(ex[2])})",
-            "metrics": metrics,
-            "paper": paper.reported(dataset.name, name),
-            "later": paper.reported_later(dataset.name, name),
-            "curves": curves,
-        })
-    return run
+        example_text = None if ex is None else f"{ex[0]} ({ex[1][0]}x{ex[1][1]}, ground truth {_shape_of(ex[2])})"
+        entry["methods"].append(results.method_entry(dataset.name, name, folder, metrics, curves, n_res,
+                                                     example_text))
+    return entry
 
 
 def _shape_of(mask_path):

@@ -22,6 +22,10 @@ Metrics (keys of `summarize`):
            (the paper's mF; PySODMetrics' Fmeasure "adp").
     AUC    area under the ROC curve of the image-averaged TPR / FPR over the 256 thresholds,
            closed by the point (0, 0) (trapezoidal rule; ties count one half).
+    AUC_img   mean over images of each image's own ROC area (same curve and rule), over the
+           images whose ground truth has both foreground and background (elsewhere the ROC
+           area is undefined). The two AUC conventions differ by up to 0.015 on iCoseg; which
+           one the paper used is discussed in the README ("Evaluation protocol").
     MAE    mean |S - G|.
     AP     area under the image-averaged PR curve: sum over thresholds from high to low of the
            recall gained times the precision there, starting at recall 0 (non-interpolated AP).
@@ -41,7 +45,7 @@ BETA2 = 0.3
 N_THRESHOLDS = 256
 CURVES = ("precision", "recall", "fmeasure", "tpr", "fpr", "emeasure")
 SCALARS = ("MAE", "mF", "S")
-METRICS = ("mF", "AUC", "MAE", "AP", "maxF", "meanF", "S", "maxE", "meanE")
+METRICS = ("mF", "AUC", "AUC_img", "MAE", "AP", "maxF", "meanF", "S", "maxE", "meanE")
 PAPER_METRICS = ("mF", "AUC", "MAE")
 
 # Which definition each number follows; written into results.json next to the numbers.
@@ -50,6 +54,8 @@ DEFINITIONS = {
           "averaged (paper's mF; equals PySODMetrics Fmeasure adp)",
     "AUC": "area under the image-averaged ROC curve (TPR vs FPR, S8>=t for t=0..255, closed by "
            "(0,0)), trapezoidal",
+    "AUC_img": "mean over images of each image's ROC area (same curve and rule); images whose "
+               "ground truth lacks foreground or background are left out",
     "MAE": "mean |S-G| per image, averaged (equals PySODMetrics MAE)",
     "AP": "area under the image-averaged PR curve: sum over t=255..0 of (R(t)-R(t+1))*P(t), "
           "R(256)=0 (non-interpolated average precision)",
@@ -198,8 +204,9 @@ def image_metrics(pred, gt, normalize=True, modern=True):
 
     Parameters: pred, gt -- as for `prepare`; normalize -- min-max normalise the map;
     modern -- also compute S-measure and the E-measure curve (PySODMetrics).
-    Returns: dict with scalars MAE, mF (and S) and curves precision, recall, fmeasure, tpr, fpr
-    (and emeasure), each 256 values indexed by threshold t = 0..255.
+    Returns: dict with scalars MAE, mF, AUC_img (NaN when the ground truth has no foreground
+    or no background) (and S) and curves precision, recall, fmeasure, tpr, fpr (and emeasure),
+    each 256 values indexed by threshold t = 0..255.
     """
     pred, gt = prepare(pred, gt, normalize)
     n_fg = np.count_nonzero(gt)
@@ -219,6 +226,7 @@ def image_metrics(pred, gt, normalize=True, modern=True):
         "tpr": recall,
         "fpr": fp / max(n_bg, 1),   # fp is 0 when there is no background
     }
+    out["AUC_img"] = image_auc(out["tpr"], out["fpr"], n_fg, n_bg)
     if modern:
         out["S"] = smeasure(pred, gt)
         out["emeasure"] = emeasure_curve(tp, fp, n_fg, gt.size)
@@ -230,6 +238,14 @@ def area_under_roc(tpr, fpr):
     x = np.concatenate([[0.0], np.asarray(fpr, np.float64)[::-1]])
     y = np.concatenate([[0.0], np.asarray(tpr, np.float64)[::-1]])
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
+
+
+def image_auc(tpr, fpr, n_fg, n_bg):
+    """One image's ROC area (`area_under_roc` of its own curve), or NaN when its ground truth
+    lacks foreground or background: its ROC is then a line along one axis, not a ranking."""
+    if n_fg == 0 or n_bg == 0:
+        return math.nan
+    return area_under_roc(tpr, fpr)
 
 
 def average_precision(precision, recall):
@@ -246,6 +262,8 @@ class MetricAccumulator:
     def __init__(self, modern=True):
         self.modern = modern
         self.n = 0
+        self.n_auc = 0        # images with a defined ROC area
+        self.auc_sum = 0.0
         self.scalars = {k: 0.0 for k in SCALARS if modern or k != "S"}
         self.curves = {k: np.zeros(N_THRESHOLDS) for k in CURVES if modern or k != "emeasure"}
 
@@ -253,6 +271,9 @@ class MetricAccumulator:
         self.n += 1
         for k in self.scalars:
             self.scalars[k] += img[k]
+        if not math.isnan(img["AUC_img"]):
+            self.n_auc += 1
+            self.auc_sum += img["AUC_img"]
         for k, c in self.curves.items():
             c += img[k]
 
@@ -266,6 +287,7 @@ class MetricAccumulator:
         m = {
             "mF": s["mF"],
             "AUC": area_under_roc(c["tpr"], c["fpr"]),
+            "AUC_img": self.auc_sum / self.n_auc if self.n_auc else None,
             "MAE": s["MAE"],
             "AP": average_precision(c["precision"], c["recall"]),
             "maxF": float(c["fmeasure"].max()),

@@ -24,6 +24,15 @@ TABLE1 = {(d, m): {k: v[i] for k, v in metrics.items()}
 AVERAGES = {"Ours": {"mF": 0.6340, "AUC": 0.8477, "MAE": 0.1563},
             "Ours-S": {"mF": 0.6039, "AUC": 0.8266, "MAE": 0.1829}}
 
+# Which of our metrics stands beside each Table 1 metric, and in which convention (the evidence
+# for each choice: README, "Evaluation protocol"). The other AUC convention, the mean of the
+# images' own ROC areas (AUC_img), is in every results file and in the "All metrics" table.
+TABLE1_CONVENTION = {
+    "mF": ("mF", "adaptive threshold, mean over images"),
+    "AUC": ("AUC", "area under the image-averaged ROC"),
+    "MAE": ("MAE", "mean over images"),
+}
+
 # The group model as later papers (GCoNet+, MCCL) list it on CoSal2015, with modern metrics.
 LATER = {("Cosal2015", "Ours"): {"maxE": 0.802, "S": 0.744, "maxF": 0.706, "MAE": 0.148}}
 LATER_SOURCE = "as listed by GCoNet+ / MCCL"
@@ -32,15 +41,27 @@ LATER_SOURCE = "as listed by GCoNet+ / MCCL"
 PROTOCOL_NOTES = {
     "icoseg": "all images of every group; the paper evaluated 5-image subsets per group "
               "(dataset icoseg5 is the project's fixed subset)",
+    "msrc": "the whole converted MSRC-v2 release, as the paper describes it (591 images in "
+            "23 classes); most co-saliency papers evaluate the 7-class subset (dataset msrc7)",
+    "msrc7": "the 7-class MSRC subset of the co-saliency literature (233 images there); the "
+             "paper describes the whole MSRC-v2 (dataset msrc); the class list is not verified "
+             "against a published list (README, Evaluation protocol)",
 }
 
-_DATASET_ALIASES = {"icoseg": "iCoseg", "icoseg5": "iCoseg", "msrc": "MSRC",
+_DATASET_ALIASES = {"icoseg": "iCoseg", "icoseg5": "iCoseg", "msrc": "MSRC", "msrc7": "MSRC",
                     "cosal2015": "Cosal2015"}
 
 
 def paper_dataset(name):
-    """Table 1's name for one of our dataset names (icoseg, icoseg5, msrc, cosal2015), or None."""
+    """Table 1's name for one of our dataset names (icoseg, icoseg5, msrc, msrc7, cosal2015), or
+    None."""
     return _DATASET_ALIASES.get(str(name).lower())
+
+
+def has_variants(paper_name):
+    """Whether more than one of our datasets stands for this Table 1 dataset (MSRC: msrc and
+    msrc7), so that a row must say which one it used."""
+    return sum(1 for v in _DATASET_ALIASES.values() if v == paper_name) > 1
 
 
 def paper_method(name):

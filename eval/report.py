@@ -19,11 +19,14 @@ def _fmt(v):
 
 
 def _label(run):
-    """Table 1's dataset name, with ours where they differ (iCoseg (icoseg5))."""
+    """Table 1's dataset name, with ours where they differ or where several of ours stand for
+    it (iCoseg (icoseg5), MSRC (msrc7), MSRC (msrc))."""
     ref = run.get("paper_dataset")
     if not ref:
         return run["dataset"]
-    return ref if ref.lower() == run["dataset"].lower() else f"{ref} ({run['dataset']})"
+    if ref.lower() == run["dataset"].lower() and not paper.has_variants(ref):
+        return ref
+    return f"{ref} ({run['dataset']})"
 
 
 def _method_order(runs):
@@ -47,8 +50,18 @@ def _md_table(header, rows):
     return "\n".join(lines)
 
 
+def conventions_line():
+    """The line above each Table 1 that says in which convention our numbers stand beside the
+    paper's (paper.TABLE1_CONVENTION)."""
+    parts = [f"{k}: {words}" + (f" (`{key}`)" if key != k else "")
+             for k, (key, words) in paper.TABLE1_CONVENTION.items()]
+    return ("Our numbers beside the paper's: " + "; ".join(parts) +
+            ". The mean of the images' own ROC areas is `AUC_img` under All metrics.")
+
+
 def _table1(runs):
-    """Paper metrics of one convention, the paper's values in their own columns."""
+    """Paper metrics of one convention, the paper's values in their own columns; our number of
+    each metric in the convention of paper.TABLE1_CONVENTION (named by `conventions_line`)."""
     names = _method_order(runs)
     in_paper = {n for n in names if paper.paper_method(n) and
                 any(paper.reported(r["dataset"], n) for r in runs)}
@@ -62,9 +75,10 @@ def _table1(runs):
         ms = _by_name(run)
         for k in PAPER_METRICS:
             row = [_label(run), k]
+            ours = paper.TABLE1_CONVENTION[k][0]
             for n in names:
                 m = ms.get(n.lower())
-                row.append(_fmt(m["metrics"].get(k)) if m else DASH)
+                row.append(_fmt(m["metrics"].get(ours)) if m else DASH)
                 if n in in_paper:
                     ref = paper.reported(run["dataset"], n)
                     row.append(_fmt(ref[k]) if ref else DASH)
@@ -74,8 +88,9 @@ def _table1(runs):
     if sorted(r["paper_dataset"] for r in covered) == sorted(paper.DATASETS):
         for k in PAPER_METRICS:
             row = ["average of 3", k]
+            ours = paper.TABLE1_CONVENTION[k][0]
             for n in names:
-                vals = [_by_name(r)[n.lower()]["metrics"][k] for r in covered
+                vals = [_by_name(r)[n.lower()]["metrics"][ours] for r in covered
                         if n.lower() in _by_name(r)]
                 row.append(_fmt(float(np.mean(vals))) if len(vals) == 3 else DASH)
                 if n in in_paper:
@@ -126,7 +141,8 @@ def table_markdown(results):
     for conv, words in NORMALIZATIONS.items():
         sel = [r for r in runs if r["normalization"] == conv]
         if sel:
-            parts += [f"## Table 1: the paper's metrics ({words})", "", _table1(sel), ""]
+            parts += [f"## Table 1: the paper's metrics ({words})", "", conventions_line(), "",
+                      _table1(sel), ""]
     parts += ["## All metrics", "", _all_metrics(runs), ""]
     parts += [_notes(r) for r in runs] + [""]
     parts += ["## Definitions", ""]

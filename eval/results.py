@@ -5,7 +5,7 @@
      "runs": [{"dataset", "paper_dataset", "root", "normalization": "minmax" | "raw",
                "groups", "images", "skipped_no_gt",
                "methods": [{"name", "paper_method", "pred_dir", "resized", "resized_example",
-                            "metrics": {mF, AUC, MAE, AP, maxF, meanF, S, maxE, meanE},
+                            "metrics": {mF, AUC, AUC_img, MAE, AP, maxF, meanF, S, maxE, meanE},
                             "paper": {mF, AUC, MAE} | null, "later": {...} | null,
                             "curves": {precision, recall, fmeasure, tpr, fpr, emeasure:
                                        256 values, index = threshold t}}]}]}
@@ -17,10 +17,27 @@ import json
 
 from core.errors import UserError
 
+from . import paper
 from .metrics import DEFINITIONS
 
 FORMAT = "gwd-eval-results/1"
 NORMALIZATIONS = {"minmax": "maps min-max normalised", "raw": "raw maps, not normalised"}
+
+
+def dataset_entry(dataset, images, skipped_no_gt, normalize):
+    """One entry of "runs": a dataset evaluated under one convention, its methods to be appended."""
+    return {"dataset": dataset.name, "paper_dataset": paper.paper_dataset(dataset.name),
+            "root": str(dataset.root), "normalization": "minmax" if normalize else "raw",
+            "groups": len(dataset.groups), "images": images, "skipped_no_gt": skipped_no_gt,
+            "methods": []}
+
+
+def method_entry(dataset_name, name, folder, metrics, curves, resized, resized_example):
+    """One method's metrics and curves on a dataset, with the paper's values beside them."""
+    return {"name": name, "paper_method": paper.paper_method(name), "pred_dir": str(folder),
+            "resized": resized, "resized_example": resized_example, "metrics": metrics,
+            "paper": paper.reported(dataset_name, name), "later": paper.reported_later(dataset_name, name),
+            "curves": curves}
 
 
 def make_results(runs):

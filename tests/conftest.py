@@ -1,10 +1,8 @@
-import os
-import pathlib
-
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-ICOSEG_DEV = pathlib.Path(os.environ.get("ICOSEG_DEV", ROOT.parent / "shared" / "datasets" / "icoseg-dev"))
+from core.toydata import icoseg_dev_root
+
+ICOSEG_DEV = icoseg_dev_root()
 
 
 @pytest.fixture

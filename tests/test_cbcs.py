@@ -237,6 +237,7 @@ def test_maps_come_back_at_each_image_size():
 
 # ---------------------------------------------------------------- command line, real data
 
+@pytest.mark.slow
 def test_cli_one_real_group(icoseg_dev, tmp_path, capsys):
     from core.layout import prediction_path
     from data_prep.datasets import load_dataset

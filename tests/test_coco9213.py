@@ -16,7 +16,6 @@ from data_prep.datasets import load_dataset
 from core.errors import UserError
 from core.imageio import read_mask
 
-from core.layout import PROJECT_ROOT as ROOT
 H, W = 30, 40          # image area 1200 px: min_fraction 0.10 means a 120 px instance
 
 

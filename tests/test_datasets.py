@@ -299,6 +299,32 @@ def test_msrc_raw_conversion(tmp_path):
     assert names(D.load_dataset("msrc", tmp_path / "cli")) == names(ds)
 
 
+def test_msrc7_keeps_the_subset_classes_of_the_msrc_folder(tmp_path):
+    # a converted MSRC folder (msrc-convert names groups "<number>_<class>") with two groups of
+    # the 7-class list, two outside it and one whose name has no class part
+    r = paired(tmp_path / "MSRC", {"01_cow": ["1_1_s", "1_2_s"], "05_aeroplane": ["5_1_s"],
+                                   "03_sheep": ["3_1_s"], "13_flower": ["13_1_s", "13_2_s"],
+                                   "misc": ["x"]},
+               img_dir="images", mask_dir="ground_truth", img_ext=".bmp")
+    full = D.load_dataset("msrc", r)
+    sub = D.load_dataset("msrc7", r)
+    assert len(full.groups) == 5 and len(full) == 7
+    assert sub.name == "msrc7" and sub.root == r
+    assert names(sub) == {"01_cow": ["1_1_s", "1_2_s"], "05_aeroplane": ["5_1_s"]}
+    assert sub.groups["01_cow"][0].mask == "ground_truth/01_cow/1_1_s.png"
+    assert sub.issues == {D.OUTSIDE_SUBSET: 3}
+    assert "groups outside the subset: 3" in sub.summary()
+    assert [D.msrc_group_class(g) for g in ("01_cow", "10_car", "misc", "x_car")] == \
+        ["cow", "car", "misc", "x_car"]
+    # the class list is a parameter; the layout and the shared folder are MSRC's
+    assert names(D.read_msrc7(r, classes=("sheep",))) == {"03_sheep": ["3_1_s"]}
+    from core.layout import DATASET_FOLDERS
+    assert DATASET_FOLDERS["msrc7"] == DATASET_FOLDERS["msrc"]
+    with pytest.raises(UserError, match="no usable images.*msrc7"):
+        D.load_dataset("msrc7", paired(tmp_path / "other", {"03_sheep": ["a"]},
+                                       img_dir="images", mask_dir="ground_truth"))
+
+
 # ---------------------------------------------------------------- the real iCoseg subset
 def test_icoseg_dev(icoseg_dev):
     ds = D.load_dataset("icoseg", icoseg_dev)
@@ -333,6 +359,7 @@ def run_cli(*args):
                           capture_output=True, text=True, env=env, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_cli_summary_and_errors(tmp_path):
     r = paired(tmp_path / "c", {"g": ["a", "b"]})
     p = run_cli("summary", "--dataset", "cosal2015", "--root", r, "--verify")

@@ -1,6 +1,5 @@
-"""The Dockerfile (lint, one Caffe recipe shared with the host build, layer order), the lock file
-and scripts/reproduce.sh (input checks, resumable plan). No container engine is needed: the
-images are built and run by `make docker-check`."""
+"""The Dockerfile (lint, one Caffe recipe shared with the host build, layer order) and the lock
+file. No container engine is needed: the images are built and run by `make docker-check`."""
 import os
 import pathlib
 import re
@@ -8,12 +7,8 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 from core.layout import PROJECT_ROOT as ROOT
 DOCKERFILE = ROOT / "Dockerfile"
-REPRODUCE = ROOT / "scripts" / "reproduce.sh"
-VGG16_BYTES = 553432081   # size of VGG_ILSVRC_16_layers.caffemodel
 
 
 def hadolint():
@@ -156,131 +151,3 @@ def test_dockerignore_keeps_local_state_out():
     lines = (ROOT / ".dockerignore").read_text().split()
     for entry in (".git", ".venv", "runs", "*.caffemodel"):
         assert entry in lines
-
-
-# ---------------------------------------------------------------- reproduce.sh
-def reproduce(tmp_path, *args, gpu="", data=None, vgg16=None):
-    env = dict(os.environ, DATA_ROOT=str(data or tmp_path / "data"), RUNS=str(tmp_path / "out"), GPU=gpu,
-               PYTHON=sys.executable)
-    if vgg16:
-        env["VGG16"] = str(vgg16)
-    return subprocess.run(["bash", str(REPRODUCE), *args], capture_output=True, text=True, env=env)
-
-
-def folder(key):
-    """The dataset's folder name under DATA_ROOT, as the pipeline reads it."""
-    from core.layout import DATASET_FOLDERS
-    return DATASET_FOLDERS[key]
-
-
-def make_inputs(root, skip=()):
-    """The expected layout, one file per folder; `skip` leaves datasets out."""
-    layout = {"icoseg": ("images/g 1/a.jpg", "ground_truth/g 1/a.png"),
-              "msrc": ("images/01_cow/a.bmp", "ground_truth/01_cow/a.png"),
-              "cosal2015": ("Image/apple/a.jpg", "GroundTruth/apple/a.png"),
-              "coco9213": ("img/cat/a.jpg", "gt/cat/a.png")}
-    for name, files in layout.items():
-        if name in skip:
-            continue
-        for f in files:
-            p = root / folder(name) / f
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(b"x")
-    w = root / "weights" / "VGG_ILSVRC_16_layers.caffemodel"
-    w.parent.mkdir(parents=True, exist_ok=True)
-    with open(w, "wb") as f:
-        f.truncate(VGG16_BYTES)   # sparse: the real size without the disk space
-    return w
-
-
-def test_reproduce_lists_every_missing_input(tmp_path):
-    r = reproduce(tmp_path)          # DATA_ROOT does not even exist
-    assert r.returncode == 2
-    err = r.stderr
-    assert "cannot start, 5 problem(s)" in err
-    for missing, source in [(folder("coco9213"), "COCO dataset page"), (folder("icoseg"), "iCoseg dataset page"),
-                            (folder("msrc"), "MSRC object class recognition database v2 page"),
-                            (folder("cosal2015"), "Cosal2015 dataset page"),
-                            ("weights/VGG_ILSVRC_16_layers.caffemodel", "Caffe Model Zoo page")]:
-        assert f"{tmp_path / 'data' / missing} not found" in err
-        assert source in err
-    assert "Traceback" not in err and not (tmp_path / "out").exists()
-
-
-def test_reproduce_names_only_what_is_missing(tmp_path):
-    data = tmp_path / "data"
-    w = make_inputs(data, skip=("cosal2015",))
-    wrong_case = data / folder("cosal2015").swapcase()
-    wrong_case.mkdir()
-    shutil.rmtree(data / folder("msrc") / "ground_truth")      # no masks
-    with open(w, "r+b") as f:
-        f.truncate(1000)                                  # a cut-off download
-    r = reproduce(tmp_path)
-    assert r.returncode == 2
-    assert "cannot start, 3 problem(s)" in r.stderr
-    assert f"found {wrong_case}, but the folder must be named {data / folder('cosal2015')}" in r.stderr
-    assert f"no ground-truth folder (ground_truth/, GroundTruth/ or gt/) with files in {data / folder('msrc')}" in r.stderr
-    assert "has 1000 bytes" in r.stderr
-    assert "iCoseg" not in r.stderr and "COCO9213" not in r.stderr
-
-
-def test_reproduce_raw_msrc_release_is_explained(tmp_path):
-    data = tmp_path / "data"
-    make_inputs(data, skip=("msrc",))
-    for f in ("Images/1_1_s.bmp", "GroundTruth/1_1_s_GT.bmp"):
-        (data / folder("msrc") / f).parent.mkdir(parents=True, exist_ok=True)
-        (data / folder("msrc") / f).write_bytes(b"x")
-    r = reproduce(tmp_path)
-    assert r.returncode == 2 and "1 problem(s)" in r.stderr
-    assert "has no group folders" in r.stderr and "python -m data_prep msrc-convert" in r.stderr
-
-
-def test_reproduce_plan_skips_finished_steps(tmp_path):
-    make_inputs(tmp_path / "data")
-    r = reproduce(tmp_path, "--dry-run")
-    assert r.returncode == 0, r.stderr
-    planned = re.findall(r"reproduce: (\S+): would run: make (.*)", r.stderr)
-    sets = ["icoseg5", "icoseg", "msrc", "cosal2015"]
-    assert [s for s, _ in planned] == [f"baselines-{d}" for d in sets] + ["train"] + [f"eval-{d}" for d in sets] + ["table"]
-    cmds = dict(planned)
-    data, out = tmp_path / "data", tmp_path / "out"
-    assert cmds["train"] == (f"train VGG16={data}/weights/VGG_ILSVRC_16_layers.caffemodel GPU= "
-                             f"DATA_ROOT={data} RUNS={out}")
-    assert cmds["eval-msrc"] == f"eval DATASET=msrc GPU= DATA_ROOT={data} RUNS={out}"
-    assert cmds["table"] == f"table DATA_ROOT={data} RUNS={out}"
-
-    stamps = out / ".reproduce"
-    stamps.mkdir(parents=True)
-    for s in sets:
-        (stamps / f"baselines-{s}.done").write_text("done\n")
-    (stamps / "train.started").write_text("then interrupted\n")
-    r = reproduce(tmp_path, "--dry-run")
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.count("done already") == 4
-    planned = dict(re.findall(r"reproduce: (\S+): would run: make (.*)", r.stderr))
-    assert list(planned) == ["train"] + [f"eval-{d}" for d in sets] + ["table"]
-    assert " RESUME=1 " in planned["train"]
-
-    # `make -n reproduce` runs the script (its recipe names $(MAKE)): it must only plan
-    env = dict(os.environ, DATA_ROOT=str(data), RUNS=str(out), GPU="", MAKEFLAGS="n -j2 --jobserver-auth=3,4")
-    r = subprocess.run(["bash", str(REPRODUCE)], capture_output=True, text=True, env=env)
-    assert r.returncode == 0 and r.stderr.count("would run") == 6
-    assert sorted(p.name for p in stamps.iterdir()) == sorted([f"baselines-{d}.done" for d in sets] + ["train.started"])
-
-
-def test_reproduce_checks_the_gpu_before_starting(tmp_path):
-    import ctypes
-    try:
-        ctypes.CDLL("libcuda.so.1")
-        pytest.skip("an NVIDIA driver is installed here")
-    except OSError:
-        pass
-    try:
-        import caffe  # noqa: F401
-    except ImportError:
-        pytest.skip("pycaffe not installed (make setup)")
-    make_inputs(tmp_path / "data")
-    r = reproduce(tmp_path, "--dry-run", gpu="0")
-    assert r.returncode == 2
-    assert "1 problem(s)" in r.stderr
-    assert "CPU-only build" in r.stderr or "libcuda.so.1 not found" in r.stderr

@@ -72,6 +72,7 @@ def expected(tmp, root, folder):
     return M.dataset_metrics(pairs)[0]
 
 
+@pytest.mark.slow
 def test_end_to_end_tables_and_figures(data, capsys):
     tmp, root = data
     out = tmp / "out"
@@ -138,6 +139,7 @@ def test_missing_predictions_exit_2_with_one_line(data, capsys):
     assert not (tmp / "out").exists()
 
 
+@pytest.mark.slow
 def test_size_mismatch_warned_once_and_resized(data, capsys):
     tmp, root = data
     for p in (tmp / "cbcs_s").glob("*/*.png"):
@@ -175,6 +177,7 @@ def test_one_and_two_workers_agree_exactly(data):
     assert a == b
 
 
+@pytest.mark.slow
 def test_merge_runs_into_one_table1(data, capsys):
     tmp, root = data
     # The fixture's folders (Image/, GroundTruth/) are also read as iCoseg and MSRC layouts,
@@ -217,3 +220,38 @@ def test_user_errors_exit_2(data, capsys, argv, message):
     tmp, root = data
     code, _, err = run(capsys, *[a.format(tmp=tmp, root=root) for a in argv])
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def _run(dataset, metrics):
+    from eval import paper
+    return {"dataset": dataset, "paper_dataset": paper.paper_dataset(dataset), "root": "/data",
+            "normalization": "minmax", "groups": 1, "images": 2, "skipped_no_gt": 0,
+            "methods": [{"name": "CBCS", "paper_method": "CBCS", "resized": 0,
+                         "metrics": dict(metrics), "paper": paper.reported(dataset, "CBCS"),
+                         "later": None}]}
+
+
+def test_table1_says_which_convention_and_which_msrc():
+    from eval import report
+    from eval.results import make_results
+    # the two AUC conventions differ, so the table shows which one stands beside the paper
+    metrics = {"mF": 0.5, "AUC": 0.81, "AUC_img": 0.79, "MAE": 0.2}
+    md = report.table_markdown(make_results([_run("msrc", metrics), _run("msrc7", metrics),
+                                             _run("icoseg5", metrics)]))
+    table1 = md.split("## All metrics")[0]
+    assert ("Our numbers beside the paper's: mF: adaptive threshold, mean over images; "
+            "AUC: area under the image-averaged ROC; MAE: mean over images.") in table1
+    # Table 1's AUC row carries AUC (0.81), not AUC_img (0.79), beside the paper's 0.7030
+    assert "| MSRC (msrc) | AUC | 0.8100 | 0.7030 |" in table1
+    assert "| MSRC (msrc7) | AUC | 0.8100 | 0.7030 |" in table1
+    assert "| iCoseg (icoseg5) | MAE | 0.2000 | 0.1922 |" in table1
+    assert "0.7900" not in table1
+    # every metric, both AUC conventions, in the All metrics table and the notes on each MSRC
+    assert "| MSRC (msrc7) | CBCS | min-max | 2 | 0.5000 | 0.8100 | 0.7900 | 0.2000 |" in md
+    assert "dataset msrc7" in md.replace("`", "") and "not verified" in md
+    assert "591 images in 23 classes" in md
+    # a results file written before AUC_img existed still renders (a dash)
+    old = {"mF": 0.5, "AUC": 0.81, "MAE": 0.2}
+    md = report.table_markdown(make_results([_run("cosal2015", old)]))
+    assert "| Cosal2015 | CBCS | min-max | 2 | 0.5000 | 0.8100 | – | 0.2000 |" in md
+    assert "| Cosal2015 | AUC | 0.8100 | 0.8261 |" in md

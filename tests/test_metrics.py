@@ -329,6 +329,7 @@ def test_equal_to_pysodmetrics_on_random_maps():
     assert_matches_pysod(ours, curves, pysod(pairs))
 
 
+@pytest.mark.slow
 def test_equal_to_pysodmetrics_on_icoseg_dev_masks(icoseg_dev, tmp_path):
     rng = np.random.default_rng(3)
     masks = sorted((icoseg_dev / "ground_truth").glob("*/*.png"))[::3]
@@ -354,3 +355,86 @@ def test_load_prediction_keeps_8bit_values_exact(tmp_path):
     cv2.imwrite(str(tmp_path / "m16.png"), v.astype(np.uint16) * 257 + 3)   # 16-bit map
     m16 = load_prediction(tmp_path / "m16.png")
     assert m16.dtype == np.float64 and m16.max() <= 1
+
+
+# ------------------------------------------------------------------ the two AUC conventions
+def test_per_image_auc_by_hand():
+    # one image: both conventions are the area of its own ROC, 35/36 (see the 3x3 example)
+    assert M.image_metrics(MAP3, GT3)["AUC_img"] == pytest.approx(35 / 36, abs=1e-12)
+    m, _ = M.dataset_metrics([(MAP3, GT3)])
+    assert m["AUC_img"] == pytest.approx(35 / 36, abs=1e-12) == m["AUC"]
+
+
+def test_per_image_auc_differs_from_the_averaged_curve():
+    # Raw maps, each a perfect ranking of its own pixels, but on different value ranges:
+    #   A: object 100, background 0  -> t 1..100: (FPR 0, TPR 1); t 101..255: (0, 0)
+    #   B: object 255, background 200 -> t 1..200: (1, 1);         t 201..255: (0, 1)
+    # Each image's ROC area is 1, so the mean over images is 1. The averaged curve is
+    #   t 1..100 (1/2, 1), t 101..200 (1/2, 1/2), t 201..255 (0, 1/2), from high t:
+    #   (0,0) (0,1/2) (1/2,1/2) (1/2,1) (1,1) -> 1/2 * 1/2 + 1/2 * 1 = 3/4.
+    a = np.where(GT, 100, 0).astype(np.uint8)
+    b = np.where(GT, 255, 200).astype(np.uint8)
+    m, _ = M.dataset_metrics([(a, GT), (b, GT)], normalize=False)
+    assert m["AUC_img"] == pytest.approx(1.0, abs=1e-12)
+    assert m["AUC"] == pytest.approx(0.75, abs=1e-12)
+    # min-max normalisation makes both maps 0/255: the two conventions agree again
+    m, _ = M.dataset_metrics([(a, GT), (b, GT)])
+    assert m["AUC_img"] == pytest.approx(1.0) and m["AUC"] == pytest.approx(1.0)
+
+
+def test_per_image_auc_leaves_out_images_without_a_ranking():
+    # A ground truth without foreground (or without background) has no ROC area: such
+    # images are left out of the mean, not counted as 0.
+    empty = np.zeros((4, 5), bool)
+    full = np.ones((4, 5), bool)
+    anymap = np.arange(20, dtype=np.uint8).reshape(4, 5) * 13
+    assert math.isnan(M.image_metrics(anymap, empty)["AUC_img"])
+    assert math.isnan(M.image_metrics(anymap, full)["AUC_img"])
+    inverted = np.where(GT, 0, 255).astype(np.uint8)   # ROC area 0
+    m, _ = M.dataset_metrics([(inverted, GT), (anymap, empty), (anymap, full)])
+    assert m["AUC_img"] == 0.0
+    m, _ = M.dataset_metrics([(anymap, empty)])
+    assert m["AUC_img"] is None and m["AUC"] == 0      # nothing to average
+
+
+def test_auc_conventions_on_icoseg_dev_masks(icoseg_dev):
+    # Real masks with blurred versions of themselves as maps: every image's ROC area is high,
+    # the per-image mean equals the mean of separately computed single-image AUCs.
+    from data_prep.datasets import load_dataset
+    ds = load_dataset("icoseg", icoseg_dev)
+    items = [it for it in ds.items() if it.mask][:6]
+    pairs = []
+    for it in items:
+        gt = M.binarize_gt(read_mask(icoseg_dev / it.mask))
+        pairs.append((cv2.GaussianBlur(gt.astype(np.float32), (0, 0), 15).astype(np.float64),
+                      gt))
+    m, _ = M.dataset_metrics(pairs, modern=False)
+    singles = [M.dataset_metrics([p], modern=False)[0]["AUC"] for p in pairs]
+    assert m["AUC_img"] == pytest.approx(np.mean(singles), abs=1e-12)
+    assert min(singles) > 0.9
+
+
+def test_per_image_auc_from_pysodmetrics_curves():
+    # PySODMetrics gives each image's TPR and FPR at the 256 thresholds (stored from t = 255
+    # down to 0); the area of each, by the same trapezoidal rule, averaged over the images,
+    # is our AUC_img, and the area of their mean curve our AUC.
+    rng = np.random.default_rng(1)
+    handlers = {"tpr": psm.TPRHandler(with_dynamic=True, with_adaptive=False),
+                "fpr": psm.FPRHandler(with_dynamic=True, with_adaptive=False)}
+    fm = psm.FmeasureV2(metric_handlers=handlers)
+    pairs = []
+    for i in range(5):
+        gt = np.zeros((30, 40), np.uint8)
+        gt[4 + i:20, 6:22 + 3 * i] = 255
+        pred = (np.clip(gt / 255 * 0.4 + rng.random((30, 40)) * (0.5 + 0.1 * i), 0, 1)
+                * 255).astype(np.uint8)
+        pairs.append((pred, gt))
+        fm.step(pred, gt)
+    tprs = [np.asarray(c)[::-1] for c in handlers["tpr"].dynamic_results]
+    fprs = [np.asarray(c)[::-1] for c in handlers["fpr"].dynamic_results]
+    want_img = np.mean([M.area_under_roc(t, f) for t, f in zip(tprs, fprs)])
+    want_avg = M.area_under_roc(np.mean(tprs, 0), np.mean(fprs, 0))
+    m, _ = M.dataset_metrics(pairs, modern=False)
+    assert m["AUC_img"] == pytest.approx(want_img, abs=1e-6)
+    assert m["AUC"] == pytest.approx(want_avg, abs=1e-6)
+    assert abs(m["AUC_img"] - m["AUC"]) > 1e-3     # the example tells the conventions apart

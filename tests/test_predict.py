@@ -1,7 +1,6 @@
 """Prediction on folders and datasets (apps.predict) with both engines, on real Caffe nets."""
 import collections
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -119,6 +118,7 @@ def test_image_in_two_groups_gets_the_mean_of_its_maps(tmp_path, weights):
     assert 0 < (values == 0).mean() < 1 and ((values > 0) & (values < 1)).mean() > 0.05
 
 
+@pytest.mark.slow
 def test_cli_layout_sizes_and_skipped_files(tmp_path, weights):
     src = tmp_path / "photos"
     sizes = {"g 1": [(40, 60), (50, 30), (37, 41)], "cars, red!": [(64, 128)] * 2 + [(30, 90)] * 4}
@@ -157,6 +157,7 @@ def test_one_image_folder_repeats_it_in_its_group(tmp_path, weights):
     np.testing.assert_array_equal(np.rint(got * 255), np.rint(to_image_size(maps[0], 70, 50) * 255))
 
 
+@pytest.mark.slow
 def test_single_model_and_dataset_mode_on_real_images(tmp_path, weights, icoseg_dev):
     out = tmp_path / "icoseg"
     main(["--weights", weights["single"], "--model", "single", "--prototxt", str(TINY_SINGLE),
@@ -170,6 +171,7 @@ def test_single_model_and_dataset_mode_on_real_images(tmp_path, weights, icoseg_
     assert len(list(out.rglob("*.png"))) == 100
 
 
+@pytest.mark.slow
 def test_opencv_matches_caffe_on_real_images_full_group_model(tmp_path, icoseg_dev):
     proto = P / "group_deploy.prototxt"
     w = random_weights(proto, tmp_path / "group.caffemodel", seed=5)
@@ -226,6 +228,7 @@ def test_weights_of_another_net(tmp_path, photos, weights, engine):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_weights_with_other_blob_shapes_for_opencv(tmp_path, photos, weights):
     # the tiny net's weights on the full-size Ours-S: same layer names, other shapes
     r = run_cli("--weights", weights["single"], "--model", "single", "--images", photos,
@@ -233,6 +236,7 @@ def test_weights_with_other_blob_shapes_for_opencv(tmp_path, photos, weights):
     assert_one_line_error(r, "tiny_single.caffemodel", "conv1_1", "blob shapes")
 
 
+@pytest.mark.slow
 def test_empty_folder_and_only_non_image_files(tmp_path, weights):
     (tmp_path / "empty").mkdir()
     r = run_cli("--weights", weights["group"], "--prototxt", TINY_GROUP, "--images", tmp_path / "empty",
@@ -246,6 +250,7 @@ def test_empty_folder_and_only_non_image_files(tmp_path, weights):
     assert_one_line_error(r, "junk", "no usable images", "non-image files skipped: 2")
 
 
+@pytest.mark.slow
 def test_existing_output_needs_force(tmp_path, photos, weights):
     out = tmp_path / "o"
     out.mkdir()
@@ -265,6 +270,7 @@ def test_group_size_must_match_the_net(tmp_path, photos, weights):
     assert_one_line_error(r, "--group-size 4", "batch of 5")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine,phrase", [("caffe", "GPU 0"), ("opencv", "--engine caffe")])
 def test_gpu_request_without_a_usable_gpu(tmp_path, photos, weights, engine, phrase):
     from core.device import caffe_build

@@ -1,16 +1,14 @@
 """The paper's network as handwritten prototxts, run by the real pycaffe."""
 import json
-import os
 
 import cv2
 import numpy as np
 import pytest
 
-from core.netio import caffe, load_net, read_prototxt
+from core.netio import load_net, read_prototxt
 from core.surgery import he_init
 from core.toydata import write_toy_groups
 
-from core.layout import PROJECT_ROOT as ROOT
 from core.layout import PROTOTXT_DIR as P
 MODELS = ["group", "single", "tiny/group", "tiny/single"]
 
@@ -131,6 +129,7 @@ def test_deconvolution_is_bilinear_and_crop_is_aligned():
     assert out[0, 0, 0, 0] == pytest.approx((1 - 7.5 / 16) ** 2, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_train_forward_backward_reaches_first_layer_and_group_block(tmp_path):
     lst = write_toy_groups(str(tmp_path), n_groups=2)
     param = read_prototxt(f"{P}/group_train.prototxt")
@@ -159,6 +158,7 @@ def _random_group(seed, h=128, w=256):
     return rng.uniform(-100, 100, (5, 3, h, w)).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,interacts", [("group", True), ("single", False)])
 def test_group_interaction_only_in_group_model(model, interacts):
     net = load_net(f"{P}/{model}_deploy.prototxt")
@@ -177,6 +177,7 @@ def test_group_interaction_only_in_group_model(model, interacts):
         assert change_of_image0 == 0.0
 
 
+@pytest.mark.slow
 def test_deploy_runs_in_opencv_dnn_with_the_same_output(tmp_path):
     proto = f"{P}/group_deploy.prototxt"
     net = load_net(proto)

@@ -1,5 +1,4 @@
 """Weight surgery: VGG16 transplant by name with shape checks, stage 1 -> stage 2."""
-import os
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ from core.surgery import VGG16_CONVS, bilinear_kernel, he_init, single_to_group,
 from core.toydata import write_vgg16_like
 
 from core.layout import PROTOTXT_DIR as P
+@pytest.mark.slow
 @pytest.mark.parametrize("legacy", [True, False])
 def test_vgg16_transplant_by_name(tmp_path, legacy):
     path = str(tmp_path / "vgg.caffemodel")
@@ -23,6 +23,7 @@ def test_vgg16_transplant_by_name(tmp_path, legacy):
     np.testing.assert_array_equal(net.params["conv_s1"][0].data, before)   # not VGG16's: untouched
 
 
+@pytest.mark.slow
 def test_vgg16_shape_mismatch_names_the_layer(tmp_path):
     path = str(tmp_path / "vgg.caffemodel")
     write_vgg16_like(path, break_layer="conv3_2")
@@ -46,6 +47,7 @@ def test_bilinear_kernel_matches_caffe_filler():
     np.testing.assert_allclose(k4[0], [0.0625, 0.1875, 0.1875, 0.0625])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tiny", ["", "tiny/"])
 def test_stage2_starts_as_exactly_the_single_model(tiny):
     single = load_net(f"{P}/{tiny}single_deploy.prototxt")

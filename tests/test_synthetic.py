@@ -124,6 +124,7 @@ def _auc(pos, neg):
     return (ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("placement", S.PLACEMENTS)
 def test_a_single_image_gives_no_cue_to_the_common_object(placement):
     """Over many groups, every per-object quantity a single image shows has the same

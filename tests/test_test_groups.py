@@ -14,7 +14,6 @@ from data_prep.datasets import Dataset, Item, load_dataset
 from data_prep.test_groups import group_seed, make_test_groups, sample_subgroups
 from core.grouplist import read_group_list
 
-from core.layout import PROJECT_ROOT as ROOT
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 5, 6, 10, 11, 17])
@@ -102,6 +101,7 @@ def test_make_test_groups_keeps_dataset_groups_and_masks():
     assert nomask[0]["masks"] is None
 
 
+@pytest.mark.slow
 def test_cli_groups(tmp_path, icoseg_dev):
     out = tmp_path / "lists" / "icoseg.jsonl"
     env = dict(os.environ)

@@ -45,6 +45,7 @@ def test_too_few_images_keep_what_exists():
     assert short == 3 and lists[0] == [1, 2, 1, 2]
 
 
+@pytest.mark.slow
 def test_near_duplicates_find_each_other(tmp_path):
     """Five scenes, each in five slightly altered copies: every image's 4 nearest neighbours
     are the other copies of its own scene (real descriptors of real files)."""

@@ -1,0 +1,134 @@
+"""What every baseline's command line shares: the common arguments, the output-folder rules
+(refuse a non-empty folder unless --force, --resume only with the same settings), the run over a
+dataset's groups in worker processes with a progress bar, and the 8-bit map encoding.
+
+A baseline supplies a module-level `process(task)` that computes and writes the maps of one
+group and returns how many it wrote; `task` is (group, [(name, image path), ...], out, *extra).
+"""
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+from core.errors import UserError
+from core.imageio import atomic_write_text
+
+from .matlab_ops import round_half_away
+
+
+def to_uint8(saliency):
+    """MATLAB im2uint8 of a map in [0, 1]: clamp, x 255, round half away from zero."""
+    return round_half_away(np.clip(saliency, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def default_workers():
+    """All CPU cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=None,
+               skip_done=False, progress=True):
+    """Run `process` over the groups of `dataset`, writing under `out`.
+
+    Parameters: dataset: a data_prep.datasets.Dataset; out: output folder; process: module-level
+    function of one task (picklable, it runs in a worker process); extra: further task fields;
+    method: the progress bar's label; workers: processes, one group each at a time (default: all
+    CPU cores); groups: names of the groups to run (default all); skip_done: leave groups whose
+    maps all exist; progress: show a progress bar. Returns the number of images written."""
+    from core.layout import prediction_path
+    from tqdm import tqdm
+
+    names = list(dataset.groups) if groups is None else list(groups)
+    unknown = [g for g in names if g not in dataset.groups]
+    if unknown:
+        raise UserError(f"{dataset.root}: no group named {unknown[0]!r} "
+                        f"in dataset '{dataset.name}'")
+    tasks = []
+    for g in names:
+        items = dataset.groups[g]
+        if skip_done and all(prediction_path(out, it).is_file() for it in items):
+            continue
+        tasks.append((g, [(it.name, str(dataset.root / it.image)) for it in items],
+                      str(out), *extra))
+    tasks.sort(key=lambda t: -len(t[1]))       # largest groups first balance the workers
+    workers = workers or default_workers()
+    total = sum(len(t[1]) for t in tasks)
+    done = 0
+    with tqdm(total=total, unit="img", desc=method, disable=not progress, file=sys.stderr) as bar:
+        if workers == 1 or len(tasks) <= 1:
+            for t in tasks:
+                done += process(t)
+                bar.update(len(t[1]))
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx)
+            with pool as ex:
+                futures = [ex.submit(process, t) for t in tasks]
+                try:
+                    for fut in concurrent.futures.as_completed(futures):
+                        n = fut.result()
+                        done += n
+                        bar.update(n)
+                except BaseException:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+    return done
+
+
+def prepare_out(out, settings, run_file, force=False, resume=False):
+    """Refuse a non-empty output folder unless `force` or `resume` (with the same `settings`,
+    which are then recorded in `out`/`run_file`)."""
+    out = pathlib.Path(out)
+    path = out / run_file
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: output path exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (force or resume):
+        raise UserError(f"{out}: output folder is not empty; use --force to overwrite "
+                        f"or --resume to finish an interrupted run")
+    if resume and path.is_file():
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: cannot read the previous run's settings ({e})") from None
+        if previous != settings:
+            raise UserError(f"{path}: the maps there were made with {previous}, "
+                            f"not {settings}; use --force or another --out")
+    atomic_write_text(path, json.dumps(settings, sort_keys=True) + "\n")
+
+
+def argument_parser(prog, description):
+    """A parser with the arguments every baseline takes: --dataset, --root, --out, --workers,
+    --group, and --force / --resume."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--dataset", required=True, help="dataset name, e.g. icoseg")
+    p.add_argument("--root", required=True, help="the dataset's folder")
+    p.add_argument("--out", required=True, help="output folder for the maps")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes, each working on one group at a time (default: CPU cores)")
+    p.add_argument("--group", action="append", dest="groups", metavar="NAME",
+                   help="only this group (repeatable)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    mode.add_argument("--resume", action="store_true",
+                      help="continue an interrupted run: skip groups whose maps all exist")
+    return p
+
+
+def parse_arguments(parser, argv):
+    """Parse and check the common arguments (a bad value is a UserError)."""
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    return args
+
+
+def output_folder(args):
+    return pathlib.Path(os.path.expanduser(args.out))
