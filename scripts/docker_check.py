@@ -32,8 +32,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 IMAGE_SH = ROOT / "scripts" / "docker_image.sh"
 ICOSEG_DEV = ROOT.parent / "shared" / "datasets" / "icoseg-dev"
 USER_UID = 1000          # the image's user (Dockerfile ARG USER_UID)
-MINI_GROUPS = 3          # iCoseg groups in the miniature input
-MINI_IMAGES = 6          # images per group at most
+MINI_GROUPS = 2          # iCoseg groups in the miniature input
+MINI_IMAGES = 6          # images per group
 ITERS = 2                # iterations per training stage
 
 
@@ -131,15 +131,15 @@ def check_no_gpu_error(tag):
 
 # ---------------------------------------------------------------- miniature input
 def icoseg_groups():
-    groups = sorted(p for p in (ICOSEG_DEV / "images").iterdir() if p.is_dir())
+    """The first MINI_GROUPS groups of the development subset with MINI_IMAGES masked images."""
     out = []
-    for g in groups[:MINI_GROUPS]:
-        items = []
-        for img in sorted(g.glob("*.jpg"))[:MINI_IMAGES]:
-            mask = ICOSEG_DEV / "ground_truth" / g.name / (img.stem + ".png")
-            if mask.is_file():
-                items.append((img, mask))
-        out.append((g.name, items))
+    for g in sorted(p for p in (ICOSEG_DEV / "images").iterdir() if p.is_dir()):
+        items = [(img, ICOSEG_DEV / "ground_truth" / g.name / (img.stem + ".png")) for img in sorted(g.glob("*.jpg"))]
+        items = [(img, mask) for img, mask in items if mask.is_file()][:MINI_IMAGES]
+        if len(items) == MINI_IMAGES:
+            out.append((g.name, items))
+        if len(out) == MINI_GROUPS:
+            break
     return out
 
 
@@ -217,19 +217,25 @@ def tree_state(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def check_missing_inputs(tag, work):
+def check_missing_inputs(tag, work, data=None):
+    """make reproduce without inputs (data=None: nothing at all; else the datasets but no VGG16
+    weights): every problem listed, one line each, exit status 2, nothing run."""
     empty = work / "empty"
     shutil.rmtree(empty, ignore_errors=True)
     (empty / "out").mkdir(parents=True)
     os.chmod(empty / "out", 0o777)
     r = in_image(tag, ["make", "-s", "reproduce", "GPU="],
-                 mounts=[(empty, "/data", "ro"), (empty, "/weights", "ro"), (empty / "out", "/out", "rw")],
+                 mounts=[(data or empty, "/data", "ro"), (empty, "/weights", "ro"), (empty / "out", "/out", "rw")],
                  capture=True)
     print("   " + r.stderr.strip().replace("\n", "\n   "))
-    if r.returncode == 0 or "Traceback" in r.stderr or "VGG_ILSVRC_16_layers.caffemodel" not in r.stderr:
-        raise CheckFailed(f"{tag}: missing inputs should be listed one per line, exit status 2")
-    if "Error 2" not in r.stderr and r.returncode != 2:
-        raise CheckFailed(f"{tag}: missing inputs gave exit status {r.returncode}, not 2")
+    problems = [line for line in r.stderr.splitlines() if line.startswith("  - ")]
+    if r.returncode != 2 or "Traceback" in r.stderr or any((empty / "out").iterdir()):
+        raise CheckFailed(f"{tag}: missing inputs should stop make reproduce with exit status 2 "
+                          f"(got {r.returncode}), before anything runs")
+    if not any("VGG_ILSVRC_16_layers.caffemodel" in p for p in problems):
+        raise CheckFailed(f"{tag}: the missing weights file is not listed")
+    if data is not None and len(problems) != 1:
+        raise CheckFailed(f"{tag}: with every dataset present, only the weights should be listed")
 
 
 def check_reproduce(tag, work, data, weights):
@@ -244,13 +250,18 @@ def check_reproduce(tag, work, data, weights):
     if r.returncode != 0:
         raise CheckFailed(f"{tag}: make reproduce failed (exit status {r.returncode})")
     files = tree_state(out)
-    tables = [f for f in files if "table" in f.lower()]
-    figures = [f for f in files if f.endswith((".png", ".pdf")) and "fig" in f.lower()]
+    table = out / "table" / "table.md"
+    figures = [f for f in files if f.startswith("table/") and f.endswith(".png")]
     owners = {uid for _, uid in files.values()}
-    print(f"   first run {first:.0f} s: {len(files)} files, tables {tables[:4]}, {len(figures)} figures,"
+    print(f"   first run {first:.0f} s: {len(files)} files, {len(figures)} figures in table/,"
           f" owners {sorted(owners)}")
-    if not tables or not figures or owners != {USER_UID}:
-        raise CheckFailed(f"{tag}: expected Table 1 and figures in /out owned by uid {USER_UID}")
+    if not table.is_file() or not figures or owners != {USER_UID}:
+        raise CheckFailed(f"{tag}: expected table/table.md and figures in /out, owned by uid {USER_UID}")
+    text = table.read_text()
+    print("   " + text.strip().replace("\n", "\n   "))
+    missing = [w for w in ("Ours", "Ours-S", "CBCS", "CBCS-S", "iCoseg", "MSRC", "Cosal2015") if w not in text]
+    if missing:
+        raise CheckFailed(f"{tag}: Table 1 lacks {', '.join(missing)}")
     t = time.time()
     r = in_image(tag, ["make", "reproduce", "GPU=", f"ITERS={ITERS}"], mounts=mounts)
     second = time.time() - t
@@ -332,6 +343,8 @@ def main(argv=None):
             if mini is None:
                 print(f"   skipped: {ICOSEG_DEV} not found (the miniature input is made from it)")
                 continue
+            with step(f"{tag}: make reproduce with the datasets but no weights"):
+                check_missing_inputs(tag, work, mini[0])
             with step(f"{tag}: make reproduce on the miniature input, twice"):
                 timings[f"reproduce {tag}"] = check_reproduce(tag, work, *mini)
         if not args.skip_trixie:
