@@ -14,13 +14,14 @@ Then `make setup && make test` from a clean copy of the project in a Debian 13 c
 
     python scripts/docker_check.py [--variants cpu,cuda] [--skip-trixie] [--work DIR]
 
-The work folder (default ~/.cache/gwd-docker-check) keeps the Debian 13 container's Caffe
+The cache folder (default ~/.cache/gwd-docker-check) keeps the Debian 13 container's Caffe
 build between runs. Every step prints its time; the first failure stops the check (exit 1).
 """
 import argparse
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -68,7 +69,11 @@ def in_image(tag, cmd, mounts=(), env=None, user=USER_UID, capture=False):
         args += ["-v", f"{host}:{ctr}:{mode}"]
     env_args = ["env", "GLOG_minloglevel=2"] + [f"{k}={v}" for k, v in (env or {}).items()]
     kw = {"capture_output": True} if capture else {}
-    return sh(args + ["--"] + env_args + list(cmd), check=False, **kw)
+    r = sh(args + ["--"] + env_args + list(cmd), check=False, **kw)
+    if capture:   # buildah run adds its own lines about the exit status: not the command's output
+        r.stderr = "".join(line for line in r.stderr.splitlines(keepends=True)
+                           if not re.fullmatch(r"(subprocess exited with status \d+|Error: exit status \d+)\s*", line))
+    return r
 
 
 # ---------------------------------------------------------------- the group model, both builds
@@ -105,15 +110,18 @@ def check_group_model(tag, work):
     d = work / "group-model"
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
-    os.chmod(d, 0o777)
     deploy = group_model_inputs(d)
     forward(deploy, d / "group.caffemodel", d / "inputs.npz", d / "host.npz")
+    out = work / "group-model-out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    os.chmod(out, 0o777)
     r = in_image(tag, [".venv/bin/python", "scripts/docker_check.py", "forward",
                        "prototxt/group_deploy.prototxt", "/data/group.caffemodel", "/data/inputs.npz",
-                       "/out/image.npz"], mounts=[(d, "/data", "ro"), (d, "/out", "rw")])
+                       "/out/image.npz"], mounts=[(d, "/data", "ro"), (out, "/out", "rw")])
     if r.returncode != 0:
         raise CheckFailed(f"{tag}: the group model did not run in CPU mode")
-    host, image = np.load(d / "host.npz"), np.load(d / "image.npz")
+    host, image = np.load(d / "host.npz"), np.load(out / "image.npz")
     for k in host.files:
         diff = float(np.max(np.abs(host[k] - image[k])))
         print(f"   {k} {host[k].shape}: max |host - image| = {diff:.2e}")
@@ -150,6 +158,7 @@ def write_coco(groups, coco):
     from pycocotools import mask as mask_utils
     from core.imageio import read_mask
     images, anns, cats = [], [], []
+    shutil.rmtree(coco, ignore_errors=True)
     (coco / "train2017").mkdir(parents=True)
     for c, (group, items) in enumerate(groups, start=1):
         cats.append({"id": c, "name": group.split("-")[0].split(" ", 1)[-1].lower(), "supercategory": "x"})
@@ -220,16 +229,19 @@ def tree_state(folder):
 def check_missing_inputs(tag, work, data=None):
     """make reproduce without inputs (data=None: nothing at all; else the datasets but no VGG16
     weights): every problem listed, one line each, exit status 2, nothing run."""
-    empty = work / "empty"
-    shutil.rmtree(empty, ignore_errors=True)
-    (empty / "out").mkdir(parents=True)
-    os.chmod(empty / "out", 0o777)
+    # three separate folders: buildah 1.28 (chroot isolation) mounted later folders empty after a
+    # run that mounted one folder twice or one inside another
+    empty = {name: work / f"empty-{name}" for name in ("data", "weights", "out")}
+    for d in empty.values():
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    os.chmod(empty["out"], 0o777)
     r = in_image(tag, ["make", "-s", "reproduce", "GPU="],
-                 mounts=[(data or empty, "/data", "ro"), (empty, "/weights", "ro"), (empty / "out", "/out", "rw")],
-                 capture=True)
+                 mounts=[(data or empty["data"], "/data", "ro"), (empty["weights"], "/weights", "ro"),
+                         (empty["out"], "/out", "rw")], capture=True)
     print("   " + r.stderr.strip().replace("\n", "\n   "))
     problems = [line for line in r.stderr.splitlines() if line.startswith("  - ")]
-    if r.returncode != 2 or "Traceback" in r.stderr or any((empty / "out").iterdir()):
+    if r.returncode != 2 or "Traceback" in r.stderr or any(empty["out"].iterdir()):
         raise CheckFailed(f"{tag}: missing inputs should stop make reproduce with exit status 2 "
                           f"(got {r.returncode}), before anything runs")
     if not any("VGG_ILSVRC_16_layers.caffemodel" in p for p in problems):
@@ -311,7 +323,11 @@ def main(argv=None):
     ap.add_argument("--variants", default="cpu,cuda")
     ap.add_argument("--skip-trixie", action="store_true")
     ap.add_argument("--skip-build", action="store_true", help="use the images already built")
-    ap.add_argument("--work", default=os.path.expanduser("~/.cache/gwd-docker-check"))
+    # (under /tmp: buildah 1.28 with chroot isolation mounted some folders under /root as empty
+    # ones at /weights; /tmp works)
+    ap.add_argument("--work", default="/tmp/gwd-docker-check", help="the miniature inputs and outputs")
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/gwd-docker-check"),
+                    help="kept between runs: the Debian 13 container's Caffe build and pip cache")
     args = ap.parse_args(argv)
     work = pathlib.Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -350,7 +366,7 @@ def main(argv=None):
         if not args.skip_trixie:
             with step("Debian 13: make setup && make test from a clean copy"):
                 t = time.time()
-                check_trixie(work)
+                check_trixie(pathlib.Path(args.cache))
                 timings["debian 13 setup+test"] = time.time() - t
     except CheckFailed as e:
         print(f"docker-check FAILED: {e}", file=sys.stderr)
