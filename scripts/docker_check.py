@@ -229,8 +229,6 @@ def tree_state(folder):
 def check_missing_inputs(tag, work, data=None):
     """make reproduce without inputs (data=None: nothing at all; else the datasets but no VGG16
     weights): every problem listed, one line each, exit status 2, nothing run."""
-    # three separate folders: buildah 1.28 (chroot isolation) mounted later folders empty after a
-    # run that mounted one folder twice or one inside another
     empty = {name: work / f"empty-{name}" for name in ("data", "weights", "out")}
     for d in empty.values():
         shutil.rmtree(d, ignore_errors=True)
@@ -323,8 +321,6 @@ def main(argv=None):
     ap.add_argument("--variants", default="cpu,cuda")
     ap.add_argument("--skip-trixie", action="store_true")
     ap.add_argument("--skip-build", action="store_true", help="use the images already built")
-    # (under /tmp: buildah 1.28 with chroot isolation mounted some folders under /root as empty
-    # ones at /weights; /tmp works)
     ap.add_argument("--work", default="/tmp/gwd-docker-check", help="the miniature inputs and outputs")
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/gwd-docker-check"),
                     help="kept between runs: the Debian 13 container's Caffe build and pip cache")

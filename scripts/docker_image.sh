@@ -99,6 +99,15 @@ run() {  # tag [--user U] [-v M]... -- command...
     return
   fi
   ctr=$(buildah from -q "$tag")
+  # A folder mounted where the image declares a VOLUME: drop that volume from the container first,
+  # else buildah 1.28 mounts either the folder or an empty volume there, by chance.
+  local i dst
+  for ((i = 0; i < ${#opts[@]}; i++)); do
+    if [ "${opts[i]}" = -v ]; then
+      dst=${opts[i+1]#*:}; dst=${dst%%:*}
+      buildah config --volume "$dst-" "$ctr" 2>/dev/null || true
+    fi
+  done
   buildah run --isolation chroot "${opts[@]}" "$ctr" -- "$@" || rc=$?
   buildah rm "$ctr" >/dev/null
   return "$rc"
