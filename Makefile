@@ -23,12 +23,9 @@ ITERS      ?=
 RESUME     ?=
 # A Caffe you built yourself: make setup CAFFE_PYTHON=/path/to/caffe/python
 CAFFE_PYTHON ?=
-APT_PACKAGES := cmake build-essential curl ca-certificates patch \
-  libboost-python-dev libboost-system-dev libboost-filesystem-dev libboost-thread-dev \
-  libgoogle-glog-dev libgflags-dev libprotobuf-dev protobuf-compiler libhdf5-dev libopenblas-dev \
-  python3-dev python3-venv xz-utils
+APT_PACKAGES := $(shell grep -v '^\#' scripts/apt-packages.txt)
 
-.PHONY: help setup apt test test-fast bench demo demo-ablation train eval baselines table clean distclean
+.PHONY: help setup apt lock test test-fast bench demo demo-ablation train eval baselines table clean distclean
 
 help:
 	@echo "make setup      apt packages, Caffe (cached build), .venv with pycaffe"
@@ -44,7 +41,9 @@ help:
 	@echo "make gpu-check GPU=0   pre-flight check of the GPU path (one table; CPU mode: GPU=cpu)"
 	@echo "make gpu-bundle the GPU check for a bare GPU node, one archive (BUNDLE_DIR)"
 	@echo "make caffe-cuda Caffe with CUDA (prints the folder for make setup CAFFE_PYTHON=...)"
-	@echo "make docker-build   the Docker image (DOCKER_VARIANT=cuda|cpu)"
+	@echo "make lock       regenerate requirements.lock (exact versions, hashes) from requirements.txt"
+	@echo "make docker-build   the Docker image (DOCKER_VARIANT=cuda|cpu; docker, else buildah)"
+	@echo "make docker-check   build both images, run pycaffe and a miniature make reproduce in them"
 	@echo "make clean      caches only (never RUNS); make distclean also removes .venv"
 
 # ---------------------------------------------------------------- setup
@@ -63,8 +62,9 @@ $(VENV)/bin/python: | $(if $(filter 0,$(APT)),,apt)
 	$(VENV)/bin/pip install -q --upgrade pip
 
 # The project itself is installed editable (pyproject.toml): its packages import from anywhere.
-$(VENV)/.deps-done: requirements.txt pyproject.toml | $(VENV)/bin/python
-	$(VENV)/bin/pip install -q -r requirements.txt
+# Exact versions with hashes from requirements.lock (`make lock` regenerates it from requirements.txt).
+$(VENV)/.deps-done: requirements.lock pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/pip install -q --require-hashes -r requirements.lock
 	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
@@ -83,6 +83,14 @@ $(VENV)/.setup-done: $(VENV)/.deps-done $(CAFFE_STAMP) scripts/build_caffe.sh $(
 	echo "$$dir" > "$$site/pycaffe.pth"; \
 	GLOG_minloglevel=2 $(PY) -c 'import caffe; print("pycaffe ready:", caffe.__file__)'
 	touch $@
+
+# requirements.lock: every package of requirements.txt and their dependencies, exact versions with
+# hashes, for every Python the project supports (3.10 and newer), by uv's resolver.
+LOCK_TOOL := uv==0.13.9
+lock: | $(VENV)/bin/python
+	$(VENV)/bin/pip install -q $(LOCK_TOOL)
+	$(VENV)/bin/uv pip compile -q --universal --generate-hashes --python-version 3.10 \
+	  --custom-compile-command "make lock" requirements.txt -o requirements.lock
 
 # ---------------------------------------------------------------- the steps
 GPU_ARG := $(if $(GPU),--gpu $(GPU))
@@ -130,7 +138,7 @@ distclean: clean
 # ---------------------------------------------------------------- CUDA, Docker, Table 1
 DOCKER_VARIANT ?= cuda
 DOCKER_IMAGE   ?= gwd:$(DOCKER_VARIANT)
-.PHONY: caffe-cuda lint-docker docker-build reproduce gpu-check gpu-bundle
+.PHONY: caffe-cuda lint-docker docker-build docker-check reproduce gpu-check gpu-bundle
 ICOSEG_DEV ?= ../shared/datasets/icoseg-dev
 BUNDLE_DIR ?= dist
 
@@ -151,7 +159,11 @@ lint-docker: $(VENV)/.deps-done
 	$(VENV)/bin/hadolint Dockerfile
 
 docker-build:
-	docker build --build-arg VARIANT=$(DOCKER_VARIANT) -t $(DOCKER_IMAGE) .
+	scripts/docker_image.sh build $(DOCKER_VARIANT) $(DOCKER_IMAGE)
+
+# Both images built and used as a user would (scripts/docker_check.py says what is checked).
+docker-check: setup
+	$(PY) scripts/docker_check.py
 
 # Table 1 end to end: checks the inputs, then baselines, training, evaluation, table (resumable).
 reproduce: setup

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# CUDA build of Caffe (`make caffe-cuda`) on a machine whose CUDA toolkit has nvcc and the CUDA
-# runtime but not cuBLAS / cuRAND / NCCL (a toolkit installed from NVIDIA's pip wheels, for
-# example). Those three come from NVIDIA's PyPI wheels, installed into a cache folder (never into
-# the project's .venv); the linker needs unversioned library names, which the wheels lack, so
-# symlinks are added. Then scripts/build_caffe.sh --cuda builds with them (cached, keyed there).
-# A toolkit that already has cublas_v2.h goes straight to scripts/build_caffe.sh --cuda.
+# CUDA build of Caffe (`make caffe-cuda`, the Docker image) from NVIDIA's PyPI wheels where the
+# machine lacks parts of the CUDA toolkit:
+# - no nvcc at all (CUDA_HOME unset, none on PATH), or one of another major release than CUDA_LINE:
+#   the toolkit of the line CUDA_LINE (nvcc, crt, nvvm, runtime, cccl; pinned) is installed from
+#   the wheels into a cache folder and used;
+# - a toolkit without cuBLAS / cuRAND / NCCL (one installed from the wheels, for example): those
+#   three come from the wheels, installed into a cache folder (never into the project's .venv).
+# The linker needs unversioned library names, which the wheels lack, so symlinks are added. Then
+# scripts/build_caffe.sh --cuda builds with them (cached, keyed there). A toolkit that already
+# has cublas_v2.h goes straight to scripts/build_caffe.sh --cuda.
 #
 #   scripts/cuda_build.sh [options of scripts/build_caffe.sh]
 #
 # Environment: PYTHON (default python3), CUDA_HOME (default: /usr/local/cuda, else nvcc's folder),
-# CUDA_ARCH_BIN (default "80 90"), CUDA_ARCH_PTX (default "90"), USE_NCCL (default ON),
-# GWD_CAFFE_CACHE (default ~/.cache/gwd-caffe). The last line on stdout is the pycaffe folder.
+# CUDA_LINE (the CUDA major release to build with, default: the toolkit found, else 13; only 13
+# can come from the wheels: PyPI's CUDA 12 nvcc wheels hold ptxas alone, not the compiler), CUDA_ARCH_BIN (default "80 90"), CUDA_ARCH_PTX (default "90"),
+# USE_NCCL (default ON), GWD_CAFFE_CACHE (default ~/.cache/gwd-caffe). The last line on stdout is
+# the pycaffe folder.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,15 +24,52 @@ cache=${GWD_CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gwd-caffe}
 python=${PYTHON:-python3}
 log() { echo "[cuda_build] $*" >&2; }
 
+# Pinned wheel sets per CUDA line: the toolkit (when there is no nvcc) and the libraries.
+toolkit_wheels() {
+  case "$1" in
+    13) echo nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 \
+             nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85 ;;
+    *) log "CUDA_LINE=$1: no pinned toolkit wheels (PyPI has a complete nvcc for CUDA 13 only)"; exit 2 ;;
+  esac
+}
+
+# Install wheels into a cache folder named by their hash (once; a half-done install is redone).
+install_wheels() {  # wheels... ; prints the folder
+  local prefix
+  prefix="$cache/cuda-wheels-$(printf '%s\n' "$@" | sha256sum | cut -c1-12)"
+  if [ ! -f "$prefix/.complete" ]; then
+    log "installing $* into $prefix"
+    rm -rf "$prefix"
+    "$python" -m pip install -q --no-deps --disable-pip-version-check --target "$prefix" "$@" >&2 \
+      || { log "pip could not install $*"; exit 1; }
+    touch "$prefix/.complete"
+  fi
+  echo "$prefix"
+}
+
 # FindCUDA locates the toolkit from nvcc's folder; a wrapper script on PATH (/usr/local/bin/nvcc)
 # would point it at the wrong prefix, so put the toolkit's own bin/ first.
 if [ -z "${CUDA_HOME:-}" ]; then
   if [ -x /usr/local/cuda/bin/nvcc ]; then
     CUDA_HOME=/usr/local/cuda
-  else
-    nvcc=$(command -v nvcc) || { log "no nvcc: install the CUDA toolkit (or set CUDA_HOME)"; exit 2; }
+  elif nvcc=$(command -v nvcc); then
     CUDA_HOME=$(dirname "$(dirname "$(readlink -f "$nvcc")")")
   fi
+fi
+toolkit_line() { "$1/bin/nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\)\..*/\1/p'; }
+# No toolkit, or one of another line than CUDA_LINE asks for: the toolkit from the wheels.
+if [ -z "${CUDA_HOME:-}" ] || { [ -n "${CUDA_LINE:-}" ] && [ "$(toolkit_line "$CUDA_HOME")" != "$CUDA_LINE" ]; }; then
+  line=${CUDA_LINE:-13}
+  wl=$(toolkit_wheels "$line")
+  read -r -a tk <<< "$wl"
+  CUDA_HOME="$(install_wheels "${tk[@]}")/nvidia/cu$line"
+  # The layout nvcc.profile and FindCUDA expect of a toolkit folder.
+  mkdir -p "$CUDA_HOME/targets/x86_64-linux"
+  ln -sfn ../../include "$CUDA_HOME/targets/x86_64-linux/include"
+  ln -sfn ../../lib "$CUDA_HOME/targets/x86_64-linux/lib"
+  ln -sfn lib "$CUDA_HOME/lib64"
+  ln -sfn "libcudart.so.$line" "$CUDA_HOME/lib/libcudart.so"
+  log "CUDA toolkit $line from the wheels: $CUDA_HOME"
 fi
 [ -x "$CUDA_HOME/bin/nvcc" ] || { log "$CUDA_HOME/bin/nvcc not found (CUDA_HOME)"; exit 2; }
 export CUDA_HOME CUDA_PATH=$CUDA_HOME PATH="$CUDA_HOME/bin:$PATH"
@@ -45,14 +88,7 @@ case "$release" in
   *) log "CUDA $release: no pinned cuBLAS/cuRAND wheels for this release; install the toolkit's" \
          "cuBLAS and cuRAND development packages and rerun"; exit 2 ;;
 esac
-prefix="$cache/cuda-wheels-$(printf '%s\n' "${wheels[@]}" | sha256sum | cut -c1-12)"
-if [ ! -f "$prefix/.complete" ]; then
-  log "installing ${wheels[*]} into $prefix"
-  rm -rf "$prefix"
-  "$python" -m pip install -q --no-deps --disable-pip-version-check --target "$prefix" "${wheels[@]}" \
-    || { log "pip could not install ${wheels[*]}"; exit 1; }
-  touch "$prefix/.complete"
-fi
+prefix=$(install_wheels "${wheels[@]}")
 inc="$prefix/nvidia/$sub/include"
 lib="$prefix/nvidia/$sub/lib"
 # Unversioned names for the linker; NCCL's wheel keeps its own folder, so link it in beside

@@ -1,5 +1,6 @@
-"""The Dockerfile: lint, one Caffe recipe shared with the host build. No Docker engine is needed:
-the image itself is not built here."""
+"""The Dockerfile (lint, one Caffe recipe shared with the host build, layer order) and the lock
+file. No container engine is needed: the images are built and run by `make docker-check`."""
+import os
 import pathlib
 import re
 import shutil
@@ -50,41 +51,100 @@ def test_hadolint_does_report_problems(tmp_path):
     assert "DL3006" in r.stdout and "DL3002" in r.stdout
 
 
+def stages(text):
+    """Dockerfile instructions grouped by build stage: {stage name: [(KEYWORD, arguments)]}."""
+    out, name = {}, None
+    for kw, args in instructions(text):
+        if kw == "FROM":
+            words = args.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else "final"
+        out.setdefault(name, []).append((kw, args))
+    return out
+
+
 def test_dockerfile_uses_the_shared_caffe_recipe():
-    ins = instructions(DOCKERFILE.read_text())
-    runs = " ; ".join(a for k, a in ins if k == "RUN")
-    copies = [a.split() for k, a in ins if k == "COPY"]
-    # Caffe is built by scripts/build_caffe.sh with the project's patches, nothing else
-    assert "scripts/build_caffe.sh" in runs
-    assert ["scripts/build_caffe.sh", "scripts/"] in copies
+    st = stages(DOCKERFILE.read_text())
+    runs = " ; ".join(a for k, a in st["caffe"] if k == "RUN")
+    copies = [a.split() for k, a in st["caffe"] if k == "COPY"]
+    # Caffe is built by scripts/build_caffe.sh / scripts/cuda_build.sh with the project's patches
+    assert "scripts/build_caffe.sh" in runs and "scripts/cuda_build.sh" in runs
+    assert ["scripts/build_caffe.sh", "scripts/cuda_build.sh", "scripts/"] in copies
     assert ["patches/", "patches/"] in copies
     for tool in ("cmake", "patch", "git", "wget", "curl", "nvcc"):
         assert not re.search(rf"(^|[\s;&|(]){tool}\s", runs), f"the Dockerfile runs {tool} itself"
-    # the apt packages are the Makefile's list
-    assert "make apt" in runs and "APT_PACKAGES" in (ROOT / "Makefile").read_text()
-    for args in copies:
+    # the apt packages are the list `make apt` installs
+    system_runs = " ; ".join(a for k, a in st["system"] if k == "RUN")
+    assert "apt-packages.txt" in system_runs
+    assert "scripts/apt-packages.txt" in (ROOT / "Makefile").read_text()
+    for args in (a.split() for s in st.values() for k, a in s if k == "COPY"):
         if any(a.startswith("--from=") for a in args):
             continue                      # from a build stage, not from the project
         for src in args[:-1]:
             assert src == "." or (ROOT / src).exists(), f"COPY {src}: not in the project"
 
 
+def test_caffe_build_depends_only_on_its_scripts_and_patches():
+    """Editing the project's sources must not recompile Caffe: the stages up to the Caffe build
+    copy nothing but the apt list, the two build scripts and patches/."""
+    st = stages(DOCKERFILE.read_text())
+    copied = {src for name in ("system", "caffe") for k, a in st[name] if k == "COPY" for src in a.split()[:-1]}
+    assert copied == {"scripts/apt-packages.txt", "scripts/build_caffe.sh", "scripts/cuda_build.sh", "patches/"}
+    # the project itself comes last, after the locked packages and the Caffe build
+    final = st["final"]
+    order = [a for k, a in final if k in ("COPY", "RUN")]
+    lock = next(i for i, a in enumerate(order) if a.startswith("requirements.lock"))
+    project = order.index(". .")
+    assert lock < project and any(a.startswith("--from=caffe") for a in order[:project])
+
+
 def test_dockerfile_images_and_runtime_settings():
-    ins = instructions(DOCKERFILE.read_text())
+    text = DOCKERFILE.read_text()
+    ins = instructions(text)
     froms = [a.split()[0] for k, a in ins if k == "FROM"]
-    cuda = {m.group(2): m.group(1) for f in froms for m in [re.match(r"nvidia/cuda:(.+)-(devel|runtime)-(ubuntu\S+)$", f)] if m}
-    assert set(cuda) == {"devel", "runtime"} and cuda["devel"] == cuda["runtime"], froms
-    assert re.fullmatch(r"1[23]\.\d+\.\d+", cuda["devel"])
-    assert "ubuntu:24.04" in froms and all(":latest" not in f for f in froms)
+    # one system: Debian 12 at a pinned point release, no other base image
+    assert re.fullmatch(r"debian:12\.\d+-slim", froms[0]), froms
+    assert all(f in (froms[0], "system") or f.startswith("run-") for f in froms), froms
     env = " ".join(a for k, a in ins if k == "ENV")
     for setting in ("DATA_ROOT=/data", "RUNS=/out", "VGG16=/weights/VGG_ILSVRC_16_layers.caffemodel"):
         assert setting in env
+    # the image installs the lock file, hashes checked
+    runs = " ; ".join(a for k, a in ins if k == "RUN")
+    assert "--require-hashes -r requirements.lock" in runs
     volumes = [a for k, a in ins if k == "VOLUME"]
     assert volumes == ['["/data", "/weights", "/out"]']
     users = [a for k, a in ins if k == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert [a for k, a in ins if k == "CMD"] == ['["make", "reproduce"]']
     assert [a for k, a in ins if k == "ARG"][0] == "VARIANT=cuda"
+
+
+def test_lock_pins_every_requirement_with_hashes():
+    """requirements.lock (make lock) pins each package of requirements.txt, every pin hashed."""
+    def norm(name):
+        return re.sub(r"[-_.]+", "-", name).lower()
+    wanted = {norm(re.match(r"[A-Za-z0-9_.-]+", line).group(0))
+              for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    entries = re.split(r"\n(?=[A-Za-z])", (ROOT / "requirements.lock").read_text())
+    pinned = {}
+    for e in entries:
+        m = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", e)
+        if m:
+            pinned.setdefault(norm(m.group(1)), []).append(e)
+    assert wanted <= set(pinned), wanted - set(pinned)
+    for name, es in pinned.items():
+        for e in es:
+            assert re.search(r"--hash=sha256:[0-9a-f]{64}", e), f"{name}: no hash"
+    assert "make lock" in (ROOT / "requirements.lock").read_text()[:200]
+
+
+def test_cuda_build_refuses_a_cuda_line_without_a_compiler_on_pypi(tmp_path):
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "cuda_build.sh")], capture_output=True, text=True,
+                       env=dict(os.environ, CUDA_LINE="12", CUDA_HOME=str(tmp_path), PYTHON=sys.executable,
+                                GWD_CAFFE_CACHE=str(tmp_path / "cache")))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "[cuda_build] CUDA_LINE=12: no pinned toolkit wheels (PyPI has a complete nvcc for CUDA 13 only)"]
 
 
 def test_dockerignore_keeps_local_state_out():
