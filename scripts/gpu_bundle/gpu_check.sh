@@ -80,9 +80,18 @@ arch_bin=$(sed -n 's/.*"cuda_arch_bin": *"\([^"]*\)".*/\1/p' build.json)
 arch_ptx=$(sed -n 's/.*"cuda_arch_ptx": *"\([^"]*\)".*/\1/p' build.json)
 
 have_gpu=0
+has_driver() {   # libcuda.so.1 where the loader looks: its cache or LD_LIBRARY_PATH
+  ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 ' && return 0
+  local d; IFS=: read -ra dirs <<< "$LD_LIBRARY_PATH"
+  for d in "${dirs[@]}"; do [ -e "$d/libcuda.so.1" ] && return 0; done
+  return 1
+}
 if [ "$variant" = cpu ]; then
   row "build" "CPU-only Caffe" "no GPU"
   row "driver and device" "not checked (CPU-only build)" "no GPU"
+elif ! has_driver; then
+  row "build" "Caffe $variant, GPU code for sm_${arch_bin// / sm_} compute_${arch_ptx// / compute_}" PASS
+  row "driver and device" "no NVIDIA driver (libcuda.so.1 not found)" "no GPU"
 elif "$caffe" device_query -gpu "$gpu" > "$logs/device_query.log" 2>&1; then
   have_gpu=1
   name=$(sed -n 's/.*Name: *//p' "$logs/device_query.log" | head -1)
