@@ -226,7 +226,7 @@ def build_parser():
     p.add_argument("--weights", required=True, help="trained .caffemodel")
     p.add_argument("--out", required=True, help="output folder (must be empty unless --force)")
     p.add_argument("--model", choices=sorted(MODELS), default="group",
-                   help="group: the group model (Ours); single: Ours-S (default group)")
+                   help="group: the group model (Ours); single: Ours-S; group_plus: Ours+, not the paper's net (default group)")
     p.add_argument("--prototxt", help="deploy prototxt (default: prototxt/<model>_deploy.prototxt)")
     p.add_argument("--group-size", type=positive_int, default=None,
                    help="images per group; must match the deploy net's batch (default: the net's)")

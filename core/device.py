@@ -190,6 +190,15 @@ def _load_driver():
                         "or leave GPU empty to run on the CPU") from None
 
 
+def has_driver():
+    """An NVIDIA driver library can be loaded on this machine (says nothing of its GPUs)."""
+    try:
+        _load_driver()
+        return True
+    except UserError:
+        return False
+
+
 def _error_name(lib, rc):
     name = ctypes.c_char_p()
     if lib.cuGetErrorName(rc, ctypes.byref(name)) == 0 and name.value:

@@ -1,5 +1,4 @@
 """core.device: telling a CPU-only pycaffe from a CUDA one, the driver check, CPU/GPU mode."""
-import ctypes
 import glob
 import json
 import os
@@ -16,14 +15,6 @@ from core.errors import UserError
 
 from core.layout import PROJECT_ROOT as ROOT
 CUDA_LIBDIRS = [pathlib.Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / d for d in ("lib64", "lib")]
-
-
-def _has_driver():
-    try:
-        ctypes.CDLL("libcuda.so.1")
-        return True
-    except OSError:
-        return False
 
 
 def _readelf(path):
@@ -115,7 +106,7 @@ def test_cuda_build_is_recognised_through_libcaffe(tmp_path):
     b = device.caffe_build(pkg)
     assert b.arch_bin == (80, 21, 90) and b.arch_ptx == (90,)
     assert "sm_80 sm_21 sm_90 compute_90" in b.describe()
-    if not _has_driver():
+    if not device.has_driver():
         with pytest.raises(UserError, match=r"libcuda\.so\.1 not found"):
             device.check_gpu(0, pkg)
 
@@ -157,7 +148,7 @@ def test_parse_gpu():
         device.parse_gpu("gpu0")
 
 
-@pytest.mark.skipif(_has_driver(), reason="an NVIDIA driver is installed here")
+@pytest.mark.skipif(device.has_driver(), reason="an NVIDIA driver is installed here")
 def test_driver_absent_is_a_user_error():
     with pytest.raises(UserError, match=r"no NVIDIA driver.*libcuda\.so\.1 not found.*--gpus all"):
         device.driver_devices()
@@ -199,7 +190,7 @@ def test_select_mode_cpu_runs_a_net(tmp_path):
     assert out.tolist() == [[5.0, 7.0], [11.0, 13.0]]
 
 
-@pytest.mark.skipif(_has_driver(), reason="an NVIDIA driver is installed here")
+@pytest.mark.skipif(device.has_driver(), reason="an NVIDIA driver is installed here")
 def test_select_mode_gpu_without_gpu_raises(tmp_path):
     _caffe_or_skip()
     with pytest.raises(UserError) as e:
@@ -213,7 +204,7 @@ def test_cli_exit_status(tmp_path):
     r = subprocess.run([sys.executable, "-m", "core.device"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert re.search(r"pycaffe at .*: (CPU-only|CUDA) build", r.stdout)
-    if not _has_driver():
+    if not device.has_driver():
         assert "no usable GPU: no NVIDIA driver" in r.stdout
         r = subprocess.run([sys.executable, "-m", "core.device", "--gpu", "0"], capture_output=True,
                            text=True, env=env, cwd=ROOT)
@@ -234,7 +225,7 @@ def test_real_cuda_build(tmp_path):
     b = device.caffe_build(build / "src" / "python" / "caffe")
     assert b.cuda and any(n.startswith("libcublas") for n in b.cuda_libs)
     assert b.arch_bin and b.arch_ptx
-    if not _has_driver():
+    if not device.has_driver():
         with pytest.raises(UserError, match=r"libcuda\.so\.1 not found"):
             device.check_gpu(0, b.caffe_dir)
     # a second Caffe cannot be loaded into this process: run the tiny net in a child

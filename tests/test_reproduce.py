@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from apps.pipeline import Steps
+from core import device
 from core.layout import DATASET_FOLDERS, PROJECT_ROOT
 from core.toydata import write_vgg16_like
 
@@ -119,17 +120,8 @@ def test_dry_run_plans_without_running(tmp_path):
     assert not (tmp_path / "out" / ".steps").exists()
 
 
-def _has_driver():
-    import ctypes
-    try:
-        ctypes.CDLL("libcuda.so.1")
-        return True
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_has_driver(), reason="an NVIDIA driver is installed here")
+@pytest.mark.skipif(device.has_driver(), reason="an NVIDIA driver is installed here")
 def test_checks_the_gpu_before_starting(tmp_path):
     make_inputs(tmp_path / "data")
     r = reproduce(tmp_path, "--dry-run", "--gpu", "0")
