@@ -122,7 +122,7 @@ def plot_pr(curves):
     return buf.getvalue()
 
 
-def run(args):
+def run_ablation(args):
     d = os.path.abspath(args.runs)
     cfg = dict(ABLATION, **{k: v for k, v in vars(args).items() if k in ABLATION and v is not None})
     if cfg["iters"] < 1 or not cfg["seeds"]:
@@ -162,7 +162,7 @@ def parse_args(argv):
 
 @cli
 def main(argv=None):
-    run(parse_args(argv))
+    run_ablation(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ RUN_FILES = {"train.prototxt", "solver.prototxt", "loss.csv", "val.csv", "loss.p
              "weights.caffemodel", "latest.json"}
 
 
-class Run:
+class RunFolder:
     """Files of a run folder: logs, snapshots and the pointers to the newest complete ones."""
 
     def __init__(self, out):
@@ -306,7 +306,7 @@ def check_inputs(args):
 def open_run(args):
     """The run folder, checked (writable, new or this run's own) before the work; and the
     snapshot to resume from, or None."""
-    run = Run(os.path.abspath(os.path.expanduser(args.out)))
+    run = RunFolder(os.path.abspath(os.path.expanduser(args.out)))
     latest = run.latest() if args.resume and os.path.isdir(run.out) else None
     if args.resume and latest is None:
         raise UserError(f"{run.latest_path}: nothing to resume (no snapshot in {args.out})")

@@ -310,11 +310,11 @@ def register(subparsers):
     p.add_argument("--out", required=True, help="HDF5 cache file to write")
     p.add_argument("--workers", type=int, default=available_cpus(),
                    help="parallel threads (default: every CPU this process may use)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=_cmd)
     return p
 
 
-def run(args):
+def _cmd(args):
     from data_prep.datasets import load_dataset
     ds = load_dataset(args.dataset, args.root)
     paths = [pathlib.Path(ds.root) / it.image for it in ds.items()]

@@ -575,11 +575,11 @@ def register(subparsers):
                         "place (what the paper's group block can use; the demo's choice)")
     p.add_argument("--workers", type=int, default=available_cpus(),
                    help="processes (default: all cores)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=_cmd)
     return p
 
 
-def run(args):
+def _cmd(args):
     h, w = parse_size(args.size)
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1 (got {args.workers})")

@@ -169,11 +169,11 @@ def register(subparsers):
                    help="threads computing descriptors (default: all cores)")
     p.add_argument("--cache", default=None,
                    help="descriptor cache (HDF5; default: OUT with .descriptors.h5)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=_cmd)
     return p
 
 
-def run(args):
+def _cmd(args):
     from data_prep.datasets import load_dataset
     from data_prep.descriptors import describe_files
     cache = args.cache or default_cache_path(args.out)
