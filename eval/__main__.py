@@ -1,7 +1,7 @@
 """Command line of the evaluation.
 
-    python -m eval --dataset NAME --root DIR --method NAME=DIR [--method NAME=DIR ...] --out DIR
-                   [--raw] [--workers N] [--vis-groups N] [--no-progress]
+    python -m eval [evaluate] --dataset NAME --root DIR --method NAME=DIR [--method NAME=DIR ...]
+                   --out DIR [--raw] [--workers N] [--vis-groups N] [--no-progress]
     python -m eval table --results A.json [B.json ...] --out DIR
 
 The first form evaluates every method's maps (<DIR>/<group>/<name>.png) on one dataset and
@@ -55,8 +55,9 @@ def _summary(md):
     return md.split("## Definitions")[0].rstrip()
 
 
-def cmd_evaluate(argv):
-    p = argparse.ArgumentParser(prog="python -m eval", description=(
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="evaluate the maps of methods on one dataset (the default command)",
+                       description=(
         "Evaluate saliency maps on a dataset: the paper's metrics (mF, AUC both as the area under "
         "the image-averaged ROC and as the mean of per-image areas, MAE, AP, PR curve) "
         "and S, max/mean E, max/mean F (PySODMetrics), with Table 1's values beside ours. "
@@ -77,8 +78,10 @@ def cmd_evaluate(argv):
     p.add_argument("--vis-groups", type=non_negative_int, default=3,
                    help="groups shown in visual.png (0: no visual grid)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    a = p.parse_args(argv)
+    p.set_defaults(func=cmd_evaluate)
 
+
+def cmd_evaluate(a):
     from data_prep.datasets import load_dataset
 
     from .evaluate import evaluate, resize_warning
@@ -104,14 +107,17 @@ def cmd_evaluate(argv):
     print(f"wrote {', '.join(files)} to {a.out}", file=sys.stderr)
 
 
-def cmd_table(argv):
-    p = argparse.ArgumentParser(prog="python -m eval table", description=(
+def _add_table(sub):
+    p = sub.add_parser("table", help="merge results.json files into one Table 1", description=(
         "Merge results.json files (one per dataset, or per method) into one Table 1: writes "
         "results.json, table.md, table.csv, pr_curves.png and ap.png."))
     p.add_argument("--results", nargs="+", required=True, help="results.json files to merge")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="write into a folder that holds other files")
-    a = p.parse_args(argv)
+    p.set_defaults(func=cmd_table)
+
+
+def cmd_table(a):
     _prepare_out(a.out, a.force)
     results = merge_results([(path, load_results(path)) for path in a.results])
     files = _tables_and_curves(results)
@@ -121,12 +127,24 @@ def cmd_table(argv):
     print(f"wrote {', '.join(files)} to {a.out}", file=sys.stderr)
 
 
+COMMANDS = ("evaluate", "table")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_evaluate(sub)
+    _add_table(sub)
+    return parser
+
+
 @cli
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "table":
-        return cmd_table(argv[1:])
-    return cmd_evaluate(argv)
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv = ["evaluate", *argv]      # `python -m eval --dataset ...`: evaluate is the default
+    args = build_parser().parse_args(argv)
+    return args.func(args)
 
 
 if __name__ == "__main__":
