@@ -22,11 +22,11 @@ ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CH
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # The list of `make apt` (scripts/apt-packages.txt); versions come with Debian 12's security
 # updates, not pinned.
-COPY scripts/apt-packages.txt /tmp/
+COPY scripts/apt-packages.txt /opt/apt-packages.txt
 # hadolint ignore=DL3008
 RUN apt-get update -q \
- && grep -v '^#' /tmp/apt-packages.txt | xargs apt-get install -y -q --no-install-recommends \
- && rm -rf /var/lib/apt/lists/* /tmp/apt-packages.txt
+ && grep -v '^#' /opt/apt-packages.txt | xargs apt-get install -y -q --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/* /opt/apt-packages.txt
 
 # ---------------------------------------------------------------- Caffe
 FROM system AS caffe

@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -321,7 +322,8 @@ def main(argv=None):
     ap.add_argument("--variants", default="cpu,cuda")
     ap.add_argument("--skip-trixie", action="store_true")
     ap.add_argument("--skip-build", action="store_true", help="use the images already built")
-    ap.add_argument("--work", default="/tmp/gwd-docker-check", help="the miniature inputs and outputs")
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "gwd-docker-check"),
+                    help="the miniature inputs and outputs")
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/gwd-docker-check"),
                     help="kept between runs: the Debian 13 container's Caffe build and pip cache")
     args = ap.parse_args(argv)
