@@ -31,10 +31,10 @@ RUN apt-get update -q \
 # ---------------------------------------------------------------- Caffe
 FROM system AS caffe
 ARG VARIANT
-# SASS for Turing (7.5), Ampere/Ada (8.x: sm_80 code runs on 8.6 and 8.9) and Hopper (9.0); PTX
-# of 9.0 for newer GPUs (Blackwell), compiled by the driver. CUDA 13 has no Volta (7.0) target.
-ARG CUDA_ARCH_BIN="75 80 90"
-ARG CUDA_ARCH_PTX="90"
+# GPU architectures: empty means scripts/build_caffe.sh's defaults (SASS for 7.5, 8.0 and 9.0,
+# PTX of 9.0).
+ARG CUDA_ARCH_BIN=""
+ARG CUDA_ARCH_PTX=""
 ENV GWD_CAFFE_CACHE=/opt/caffe
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /opt/gwd
@@ -44,14 +44,16 @@ RUN python3 -m venv /opt/buildenv \
 COPY scripts/build_caffe.sh scripts/cuda_build.sh scripts/
 COPY patches/ patches/
 # The CUDA libraries pycaffe loads (cudart, cuBLAS, cuRAND, NCCL) are copied to /opt/cuda-libs;
-# the toolkit and the wheels stay in this stage.
+# the toolkit and the wheels stay in this stage. /opt/caffe-seed exists only where the build is
+# given one (scripts/docker_image.sh mounts the host's build cache there with buildah): a build
+# of the same key found there is copied instead of compiled (GWD_CAFFE_SEED, build_caffe.sh).
 RUN if [ "$VARIANT" = cuda ]; then build=scripts/cuda_build.sh; else build=scripts/build_caffe.sh; fi \
  && dir=$(CUDA_LINE=13 CUDA_ARCH_BIN="$CUDA_ARCH_BIN" CUDA_ARCH_PTX="$CUDA_ARCH_PTX" \
-          PYTHON=/opt/buildenv/bin/python "$build" | tail -n 1) \
+          GWD_CAFFE_SEED=/opt/caffe-seed PYTHON=/opt/buildenv/bin/python "$build" | tail -n 1) \
  && ln -s "$dir" /opt/caffe/python \
  && mkdir /opt/cuda-libs \
- && { ldd "$dir/caffe/_caffe.so" | awk '$3 ~ /^\/opt\/caffe\/cuda-wheels/ {print $3}' \
-      | xargs -r cp -L -t /opt/cuda-libs; } \
+ && { LD_LIBRARY_PATH=$(printf '%s:' /opt/caffe/cuda-wheels-*/nvidia/cu*/lib) ldd "$dir/caffe/_caffe.so" \
+      | awk '$3 ~ /^\/opt\/caffe\/cuda-wheels/ {print $3}' | xargs -r cp -L -t /opt/cuda-libs; } \
  && rm -rf /opt/caffe/downloads /opt/caffe/cuda-wheels-* \
  && find /opt/caffe -name '*.o' -delete
 

@@ -195,8 +195,7 @@ def evaluate(steps, dataset, root):
     for name, folder in methods.items():
         argv += ["--method", f"{name}={folder}"]
     stamps = [steps._stamp(f"maps/{dataset}/{n}") for n in methods]
-    if steps.run(f"eval/{dataset}", f"evaluate {dataset}", argv, stamps) and not steps.dry_run:
-        print((out / "table.md").read_text())
+    steps.run(f"eval/{dataset}", f"evaluate {dataset}", argv, stamps)   # eval prints its table
     return out
 
 
@@ -205,9 +204,7 @@ def table(steps):
     if not results and not steps.dry_run:
         raise UserError(f"{eval_dir(steps.runs, '')}: no results yet; run `make eval` or `make baselines` first")
     out = table_dir(steps.runs)
-    if steps.run("table", "Table 1", ["eval", "table", "--results", *results, "--out", out], results) \
-            and not steps.dry_run:
-        print((out / "table.md").read_text())
+    steps.run("table", "Table 1", ["eval", "table", "--results", *results, "--out", out], results)
 
 
 # ---------------------------------------------------------------- the commands

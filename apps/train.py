@@ -301,6 +301,8 @@ def check_inputs(args):
             raise UserError(f"{path}: weights file not found")
     if not os.path.isdir(args.data_root):
         raise UserError(f"{args.data_root}: data root not found")
+    if args.iters == 0 and not args.resume:
+        raise UserError(f"{args.out}: --iters 0 on a new run trains nothing; give 1 or more iterations")
 
 
 def open_run(args):

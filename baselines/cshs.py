@@ -16,7 +16,9 @@ intra-saliency map and the object prior map into each image's co-saliency map.
 
 Steps, and the function that implements each:
 - `working_image`: the image at the working resolution, in CIE Lab (`matlab_ops.srgb_to_lab`).
-- `edge_weights` + `hierarchy` (the hierarchical segmentation; the authors used gPb-owt-ucm): an
+- `edge_weights` + `hierarchy` (the hierarchical segmentation; the authors' group builds its
+  hierarchies with gPb-owt-ucm, by its public Saliency Tree code: globalPb on the image at half
+  size, then contours2ucm at double size; the letter's own thresholds are not known): an
   edge map (the Lab distance between 4-neighbour pixels of the smoothed image) and the watershed
   hierarchy by area over it (`higra`), the saliency of its contours playing the part of the UCM.
 - `cut`: a horizontal cut of the hierarchy with a given number of regions; the fine and the

@@ -103,7 +103,7 @@ def cmd_evaluate(a):
             files["visual.png"] = report.plot_visual_grid(ds, methods, items)
     files["results.json"] = dumps(results)
     _write_all(a.out, files)
-    print(_summary(files["table.md"]))
+    print(_summary(files["table.md"]), flush=True)   # before the stderr line that follows
     print(f"wrote {', '.join(files)} to {a.out}", file=sys.stderr)
 
 
@@ -123,7 +123,7 @@ def cmd_table(a):
     files = _tables_and_curves(results)
     files["results.json"] = dumps(results)
     _write_all(a.out, files)
-    print(_summary(files["table.md"]))
+    print(_summary(files["table.md"]), flush=True)   # before the stderr line that follows
     print(f"wrote {', '.join(files)} to {a.out}", file=sys.stderr)
 
 

@@ -10,6 +10,12 @@
 # $CACHE/<key>, where key hashes the sources, every patch, the flags, and the Python/numpy ABI,
 # so a second run with the same inputs returns at once. On success the last line printed on
 # stdout is the folder that holds the `caffe` Python package.
+#
+# GWD_CAFFE_SEED=DIR: another cache folder (read-only is fine). When it holds a complete build of
+# the same key (same sources, patches, flags, compiler release, Python/numpy ABI; the key does not
+# depend on where a cache lives), that build is copied instead of compiled and its libraries'
+# RUNPATHs are moved to this cache (patchelf). `make docker-check` seeds the images this way from
+# the host's builds, so CI compiles each variant once.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,7 +23,9 @@ cuda=0
 python=${PYTHON:-python3}
 cache=${GWD_CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gwd-caffe}
 jobs=$(nproc 2>/dev/null || echo 2)
-cuda_arch_bin=${CUDA_ARCH_BIN:-80 90}
+# Turing (7.5), Ampere/Ada (8.x: sm_80 code runs on 8.6 and 8.9), Hopper (9.0); PTX of 9.0 for
+# newer GPUs (compiled by the driver). CUDA 13 has no Volta (7.0) target.
+cuda_arch_bin=${CUDA_ARCH_BIN:-75 80 90}
 cuda_arch_ptx=${CUDA_ARCH_PTX:-90}
 cuda_libdir=${CUDA_EXTRA_LIBDIR:-}
 
@@ -68,13 +76,16 @@ if [ "$cuda" = 1 ]; then
     fi
   fi
   variant=cuda-$(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')
+  compiler=$(nvcc --version | tail -n 1)  # the exact build of nvcc, for the key
 else
   flags+=(-DCPU_ONLY=ON)
   variant=cpu
+  compiler=
 fi
 
-key=$( { echo "$orig_sha $deb_sha $pyabi $variant"; printf '%s\n' "${flags[@]}"; cat "$here"/patches/*.patch; } \
-       | sha256sum | cut -c1-16)
+# Paths inside the cache (the CUDA wheels' folders) enter the key relative to it.
+key=$( { echo "$orig_sha $deb_sha $pyabi $variant${compiler:+ $compiler}"; printf '%s\n' "${flags[@]//"$cache"/<cache>}"
+         cat "$here"/patches/*.patch; } | sha256sum | cut -c1-16)
 dest="$cache/$variant-$pyabi-$key"
 # Not in the key: any venv with the same Python and numpy ABI can use the build.
 flags+=("-DPYTHON_EXECUTABLE=$python")
@@ -87,6 +98,37 @@ fi
 mkdir -p "$cache/downloads"
 exec 9>"$cache/.lock"
 flock 9  # two builds at once would fight over the same folder
+
+# A complete build of the same key in GWD_CAFFE_SEED: copy it, and point the RUNPATHs of its ELF
+# files and its absolute symlinks (which name the seed's own cache folder, read from _caffe.so's
+# RUNPATH) at this cache.
+seed_copy() {  # seed-cache-folder
+  local src old f rp
+  src="$1/$(basename "$dest")"
+  [ -f "$src/.complete" ] || return 1
+  command -v patchelf >/dev/null || { log "GWD_CAFFE_SEED needs patchelf (apt-get install patchelf)"; exit 2; }
+  old=$(patchelf --print-rpath "$src/build/lib/_caffe.so" | tr ':' '\n' \
+        | sed -n "s|/$(basename "$dest")/build/lib\$||p" | head -n 1)
+  [ -n "$old" ] || { log "$src: cannot tell which cache folder it was built in; compiling"; return 1; }
+  log "copying the build of the same key from $src (not compiling)"
+  rm -rf "$dest"
+  cp -a "$src" "$dest"
+  rm -f "$dest/.complete"
+  while IFS= read -r -d '' f; do
+    rp=$(patchelf --print-rpath "$f" 2>/dev/null) || continue
+    if [[ $rp == *"$old"* ]]; then patchelf --set-rpath "${rp//"$old"/"$cache"}" "$f"; fi
+  done < <(find "$dest" -type f \( -name '*.so*' -o -perm -u+x \) -print0)
+  # CMake links pycaffe's _caffe.so into src/python by absolute path: repoint such links too.
+  while IFS= read -r -d '' f; do
+    rp=$(readlink "$f")
+    if [[ $rp == "$old"/* ]]; then ln -sfn "$cache${rp#"$old"}" "$f"; fi
+  done < <(find "$dest" -type l -print0)
+  touch "$dest/.complete"
+}
+if [ -n "${GWD_CAFFE_SEED:-}" ] && [ -d "$GWD_CAFFE_SEED" ] && seed_copy "$GWD_CAFFE_SEED"; then
+  echo "$dest/src/python"
+  exit 0
+fi
 fetch() {  # name sha
   local f="$cache/downloads/$1"
   if [ ! -f "$f" ] || ! echo "$2  $f" | sha256sum -c --quiet - 2>/dev/null; then

@@ -14,7 +14,7 @@
 #
 # Environment: PYTHON (default python3), CUDA_HOME (default: /usr/local/cuda, else nvcc's folder),
 # CUDA_LINE (the CUDA major release to build with, default: the toolkit found, else 13; only 13
-# can come from the wheels: PyPI's CUDA 12 nvcc wheels hold ptxas alone, not the compiler), CUDA_ARCH_BIN (default "80 90"), CUDA_ARCH_PTX (default "90"),
+# can come from the wheels: PyPI's CUDA 12 nvcc wheels hold ptxas alone, not the compiler), CUDA_ARCH_BIN and CUDA_ARCH_PTX (defaults in scripts/build_caffe.sh),
 # USE_NCCL (default ON), GWD_CAFFE_CACHE (default ~/.cache/gwd-caffe). The last line on stdout is
 # the pycaffe folder.
 set -euo pipefail

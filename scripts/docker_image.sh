@@ -13,6 +13,9 @@
 # build mounts it read-only with a pip.conf naming it: pip inside the build then reaches PyPI the
 # way the host does. A machine with direct access needs none of this, and the Dockerfile never
 # names it.
+# buildah builds also mount the host's Caffe build cache (GWD_CAFFE_SEED, default the cache of
+# scripts/build_caffe.sh; GWD_CAFFE_SEED= turns it off) read-only at /opt/caffe-seed: a build of
+# the same key there is copied into the image instead of compiled again.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -82,9 +85,11 @@ build() {  # variant tag [options]
   if [ "$eng" = docker ]; then
     docker build --build-arg "VARIANT=$variant" -t "$tag" "$@" "$here"
   else
+    local seed=${GWD_CAFFE_SEED-${GWD_CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gwd-caffe}} seeds=()
+    if [ -n "$seed" ] && [ -d "$seed" ]; then seeds=(-v "$seed:/opt/caffe-seed:ro"); log "seed: $seed"; fi
     # shellcheck disable=SC2046  # the mounts are words
     buildah bud --layers --format docker --isolation chroot --network host --build-arg "VARIANT=$variant" \
-      -t "$tag" $(pip_mounts) "$@" "$here"
+      -t "$tag" $(pip_mounts) "${seeds[@]}" "$@" "$here"
   fi
 }
 

@@ -352,6 +352,7 @@ def test_ctrl_c_at_any_moment_is_one_line_and_130(data, tmp_path, command, after
 # ---------------------------------------------------------------- 7. settings that make no sense
 SETTINGS = [
     (["apps.train", "--iters", -1], "--iters", ">= 0"),
+    (["apps.train", "--iters", 0], "--iters 0", "1 or more"),      # a new run: nothing to snapshot
     (["apps.train", "--base-lr", -0.1], "--base-lr", "> 0"),
     (["apps.train", "--snapshot-every", 0], "--snapshot-every", ">= 1"),
     (["apps.train", "--workers", 0], "--workers", ">= 1"),

@@ -151,3 +151,40 @@ def test_dockerignore_keeps_local_state_out():
     lines = (ROOT / ".dockerignore").read_text().split()
     for entry in (".git", ".venv", "runs", "*.caffemodel"):
         assert entry in lines
+
+
+# ---------------------------------------------------------------- seeding a build from another cache
+def test_a_build_copied_from_another_cache_loads_its_own_libraries(tmp_path):
+    """GWD_CAFFE_SEED (how `make docker-check` gives the images the host's builds): the copy gets
+    the same key, its RUNPATHs name the new cache only, and its pycaffe loads its own libcaffe."""
+    assert shutil.which("patchelf"), "patchelf not found: it is in scripts/apt-packages.txt (make apt)"
+    script, py = str(ROOT / "scripts" / "build_caffe.sh"), sys.executable
+    host = subprocess.run(["bash", script, "--python", py], capture_output=True, text=True, check=True)
+    host_build = pathlib.Path(host.stdout.strip().splitlines()[-1]).parent.parent
+    seed, cache = host_build.parent, tmp_path / "cache"
+    env = dict(os.environ, GWD_CAFFE_CACHE=str(cache), GWD_CAFFE_SEED=str(seed))
+    r = subprocess.run(["bash", script, "--python", py], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "copying the build of the same key" in r.stderr and "compiling with" not in r.stderr
+    copy = pathlib.Path(r.stdout.strip().splitlines()[-1]).parent.parent
+    assert copy == cache / host_build.name and (copy / ".complete").exists()
+
+    def runpath(f):
+        return subprocess.run(["patchelf", "--print-rpath", str(f)], capture_output=True, text=True).stdout.strip()
+    elves = [copy / "build" / "lib" / "_caffe.so", copy / "src" / "python" / "caffe" / "_caffe.so",
+             *sorted((copy / "build" / "lib").glob("libcaffe.so*"))]
+    for f in elves:
+        if f.is_file() and not f.is_symlink():
+            assert str(seed) not in runpath(f), f
+    assert runpath(copy / "build" / "lib" / "_caffe.so").split(":")[0] == str(copy / "build" / "lib")
+    links = [f for f in copy.rglob("*") if f.is_symlink()]
+    assert links and not [f for f in links if str(seed) in os.readlink(f)]
+    probe = ("import caffe, re; maps = open('/proc/self/maps').read(); "
+             "print(caffe.__file__); print(sorted(set(re.findall(r'\\S*libcaffe\\.so\\S*', maps))))")
+    out = subprocess.run([py, "-c", probe], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(copy / "src" / "python"))).stdout.splitlines()
+    assert out[0].startswith(str(copy)), out
+    assert out[1] == repr([str(copy / "build" / "lib" / "libcaffe.so.1.0.0")]), out
+    # Run again: the copy is now this cache's own build.
+    again = subprocess.run(["bash", script, "--python", py], capture_output=True, text=True, env=env)
+    assert again.returncode == 0 and "cached build" in again.stderr
