@@ -224,7 +224,7 @@ def _read_text(path):
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
-    except OSError:
+    except (OSError, ValueError):    # missing or not text: differs, and is rewritten
         return None
 
 

@@ -26,6 +26,8 @@ def read_prototxt(path, kind=caffe_pb2.NetParameter):
             text = f.read()
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a valid prototxt (not UTF-8 text: byte {e.start})") from None
     msg = kind()
     try:
         text_format.Merge(text, msg)
