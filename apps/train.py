@@ -36,7 +36,7 @@ from core.args import non_negative_int, positive_float, positive_int
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli
 from core.layout import MODELS, SCORE_LAYER, model_files
-from core.netio import (caffe, caffe_pb2, check_net, load_net, read_prototxt, read_solver,
+from core.netio import (caffe, caffe_pb2, check_net, check_weights_path, load_net, read_prototxt, read_solver,
                         read_solverstate, read_weights, restore)
 from core import netgen
 from core.netcheck import TWO_HISTORIES, check_solver, solver_type
@@ -312,8 +312,8 @@ def check_inputs(args):
         if path and not os.path.isfile(path):
             raise UserError(f"{path}: {what} not found")
     for path in (args.vgg16, args.from_single, args.init):
-        if path and not os.path.isfile(path):
-            raise UserError(f"{path}: weights file not found")
+        if path:
+            check_weights_path(path)
     if not os.path.isdir(args.data_root):
         raise UserError(f"{args.data_root}: data root not found")
 

@@ -139,11 +139,20 @@ def restore(solver, solver_param, state_path, weights_path, scratch_dir):
     return state.iter
 
 
+def check_weights_path(path):
+    """A weights file is there: one line naming the path otherwise (a folder given by mistake
+    is said to be one, not 'not found')."""
+    path = os.path.expanduser(os.fspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a folder, not a .caffemodel weights file")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: weights file not found")
+
+
 def read_weights(path):
     """Parse a binary .caffemodel into a NetParameter, or raise UserError naming the file."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: weights file not found")
+    check_weights_path(path)
     msg = caffe_pb2.NetParameter()
     try:
         with open(path, "rb") as f:

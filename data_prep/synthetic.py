@@ -123,7 +123,8 @@ class Config:
         if self.height < 24 or self.width < 24:
             raise UserError(f"image size {self.height}x{self.width} is too small (at least 24x24)")
         if max(self.height, self.width) > MAX_SIDE:     # would end in a MemoryError mid-run
-            raise UserError(f"image size {self.height}x{self.width} is too large (each side at most {MAX_SIDE})")
+            raise UserError(f"image size {self.height}x{self.width} is too large "
+                            f"(each side at most {MAX_SIDE})")
         if self.seed < 0:
             raise UserError(f"--seed must be >= 0 (got {self.seed})")
         if not 3 <= self.classes <= len(CLASSES):

@@ -52,7 +52,7 @@ def _number(v):
 def _check_method(m, i, run, where):
     """A method's name, metrics (finite numbers, null where not computed) and curves (256 finite
     values each); a table or a figure made from anything else would fail halfway or show nan."""
-    if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not isinstance(m.get("metrics"), dict):
+    if not (isinstance(m, dict) and isinstance(m.get("name"), str) and isinstance(m.get("metrics"), dict)):
         raise UserError(f"{where}: run {i} ({run['dataset']}) has a method without "
                         "'name' and 'metrics'")
     for k, v in m["metrics"].items():
@@ -61,7 +61,8 @@ def _check_method(m, i, run, where):
                             f"'{k}' is {json.dumps(v)}, not a finite number or null")
     for key in ("paper", "later"):     # the published values beside ours
         ref = m.get(key)
-        if ref is not None and not (isinstance(ref, dict) and all(v is None or _number(v) for v in ref.values())):
+        numbers = isinstance(ref, dict) and all(v is None or _number(v) for v in ref.values())
+        if ref is not None and not numbers:
             raise UserError(f"{where}: run {i} ({run['dataset']}), method '{m['name']}': '{key}' "
                             "must be an object of numbers or null")
     curves = m.get("curves", {})
@@ -90,7 +91,8 @@ def _check(res, where):
             if key not in run:
                 raise UserError(f"{where}: run {i} lacks '{key}'")
         if not isinstance(run["dataset"], str) or not run["dataset"]:
-            raise UserError(f"{where}: run {i}: 'dataset' must be a dataset name, not {json.dumps(run['dataset'])}")
+            raise UserError(f"{where}: run {i}: 'dataset' must be a dataset name, "
+                            f"not {json.dumps(run['dataset'])}")
         if not isinstance(run.get("paper_dataset", ""), (str, type(None))):
             raise UserError(f"{where}: run {i}: 'paper_dataset' must be a name or null")
         if run["normalization"] not in NORMALIZATIONS:
