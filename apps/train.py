@@ -36,8 +36,8 @@ from core.args import non_negative_int, positive_float, positive_int
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli
 from core.layout import MODELS, SCORE_LAYER, model_files
-from core.netio import (caffe, caffe_pb2, check_net, check_weights_path, load_net, read_prototxt, read_solver,
-                        read_solverstate, read_weights, restore)
+from core.netio import (caffe, caffe_pb2, check_net, check_weights_path, load_net, read_prototxt,
+                        read_solver, read_solverstate, read_weights, restore)
 from core import netgen
 from core.netcheck import TWO_HISTORIES, check_solver, solver_type
 from core.outputs import (STAGING_PREFIX, atomic_path, atomic_write_bytes, atomic_write_text,

@@ -4,6 +4,8 @@ Caffe reports a bad prototxt or mismatched weights with a glog CHECK failure, wh
 process. Everything that can go wrong for a user mistake is checked here first, in Python, and
 reported as a one-line UserError naming the file.
 """
+import importlib
+import json
 import os
 
 os.environ.setdefault("GLOG_minloglevel", "2")   # before caffe loads glog: keep its INFO spam off
@@ -65,8 +67,6 @@ def check_net(param, path, phase="test"):
 def _check_python_layer(layer, path, phase):
     """A Python layer's module and class import (Caffe would end in a SystemError), and the
     project's data layer's param_str is a JSON object it accepts (its own messages name no file)."""
-    import importlib
-    import json
     module, name = layer.python_param.module, layer.python_param.layer
     where = f"{path}: layer '{layer.name}' (Python)"
     try:
