@@ -67,6 +67,8 @@ class Steps:
 
     def __init__(self, runs, dry_run=False):
         self.runs = pathlib.Path(runs).absolute()
+        if self.runs.exists() and not self.runs.is_dir():
+            raise UserError(f"{self.runs}: is a file, not a runs folder; give --runs a folder")
         self.dry_run = dry_run
         self.planned = []
 
@@ -90,13 +92,25 @@ class Steps:
             sig[self._portable(os.path.abspath(p))] = [st.st_size, st.st_mtime_ns]
         return {"argv": [self._portable(a) for a in argv], "inputs": sig}
 
+    def _read_stamp(self, path):
+        """A stamp's record, or None where it is missing or damaged (the step then runs again).
+        Something other than a file in its place would only fail once the step has run: refused."""
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise UserError(f"{path}: not a step record (a folder or other non-file); remove it")
+        try:
+            with open(path, encoding="utf-8") as f:
+                stamp = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return stamp if isinstance(stamp, dict) and isinstance(stamp.get("argv"), list) else None
+
     def done(self, step_id, argv, inputs=()):
         """The step ran to the end with this command, and its inputs have not changed since."""
+        stamp = self._read_stamp(self._stamp(step_id))
         try:
-            with open(self._stamp(step_id)) as f:
-                stamp = json.load(f)
-            return {k: stamp.get(k) for k in ("argv", "inputs")} == self._signature(argv, inputs)
-        except (OSError, ValueError):
+            return stamp is not None and \
+                {k: stamp.get(k) for k in ("argv", "inputs")} == self._signature(argv, inputs)
+        except OSError:     # an input is gone: not done, and the step says what is missing
             return False
 
     def run(self, step_id, title, argv, inputs=(), extra=(), command=None):
@@ -129,7 +143,7 @@ class Steps:
     def finished_maps(self, dataset):
         """Methods whose maps of `dataset` are complete: {name: folder}."""
         d = self.runs / ".steps" / "maps" / dataset
-        names = sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
+        names = sorted(p.stem for p in d.glob("*.json") if self._read_stamp(p)) if d.is_dir() else []
         return {n: maps_dir(self.runs, dataset, n) for n in names}
 
 

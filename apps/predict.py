@@ -31,7 +31,8 @@ from core.args import positive_int
 from core.errors import UserError, cli
 from core.imageio import read_image, write_png
 from core.outputs import prepare_out_dir, staged_dir
-from core.netio import check_net, check_weights_fit, load_net, read_prototxt, read_weights
+from core.netio import (check_net, check_weights_fit, check_weights_path, load_net, read_prototxt,
+                        read_weights)
 from core.preprocess import image_to_blob
 from core.progress import progress as progress_bar
 
@@ -117,8 +118,7 @@ class OpenCVEngine:
 
 def open_engine(engine, prototxt, weights, gpu=None, threads=None):
     """An engine by name ("caffe" or "opencv") on a deploy prototxt and its weights."""
-    if not os.path.isfile(os.fspath(weights)):
-        raise UserError(f"{weights}: weights file not found")
+    check_weights_path(weights)
     if engine == "caffe":
         return CaffeEngine(prototxt, weights, gpu)
     if engine == "opencv":
@@ -248,8 +248,7 @@ def main(argv=None):
         raise UserError("--dataset needs --root (the dataset's folder)")
     if args.images is not None and args.root:
         raise UserError("--root goes with --dataset; with --images give the folder to --images")
-    if not os.path.isfile(os.path.expanduser(args.weights)):
-        raise UserError(f"{args.weights}: weights file not found")
+    check_weights_path(args.weights)
     prototxt = args.prototxt or model_files(args.model).deploy
     shape = deploy_input_shape(prototxt)
     if args.group_size is not None and args.group_size != shape[0]:

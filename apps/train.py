@@ -36,8 +36,8 @@ from core.args import non_negative_int, positive_float, positive_int
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli
 from core.layout import MODELS, SCORE_LAYER, model_files
-from core.netio import (caffe, caffe_pb2, check_net, load_net, read_prototxt, read_solver,
-                        read_solverstate, read_weights, restore)
+from core.netio import (caffe, caffe_pb2, check_net, check_weights_path, load_net, read_prototxt,
+                        read_solver, read_solverstate, read_weights, restore)
 from core import netgen
 from core.netcheck import TWO_HISTORIES, check_solver, solver_type
 from core.outputs import (STAGING_PREFIX, atomic_path, atomic_write_bytes, atomic_write_text,
@@ -102,14 +102,29 @@ class RunFolder:
         try:
             with open(self.latest_path) as f:
                 latest = json.load(f)
+            if not isinstance(latest, dict):
+                raise TypeError("not a JSON object")
             latest = {k: latest[k] for k in ("iter", "caffemodel", "solverstate")}
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{self.latest_path}: not a snapshot pointer of apps.train ({e})") from None
+            reason = e.strerror if isinstance(e, OSError) else f"no {e}" if isinstance(e, KeyError) else e
+            raise UserError(f"{self.latest_path}: not a snapshot pointer of apps.train ({reason})") from None
+        it = latest["iter"]
+        if not isinstance(it, int) or isinstance(it, bool) or it < 0:
+            raise UserError(f"{self.latest_path}: 'iter' is {json.dumps(it)}, not an iteration number")
         for key in ("solverstate", "caffemodel"):
-            path = os.path.join(self.out, latest[key])
-            if not os.path.isfile(path):
-                raise UserError(f"{self.latest_path}: names {path}, which is missing")
+            self._snapshot_file(latest[key])
         return latest
+
+    def _snapshot_file(self, name):
+        """A file latest.json names: relative and inside the folder, so that a moved or copied run
+        resumes from its own snapshots, never another run's."""
+        inside = isinstance(name, str) and not os.path.isabs(name) and \
+            os.path.normpath(name).split(os.sep)[0] not in ("..", "")
+        if not inside:
+            raise UserError(f"{self.latest_path}: names {json.dumps(name)}, not a file inside {self.out}")
+        path = os.path.join(self.out, name)
+        if not os.path.isfile(path):
+            raise UserError(f"{self.latest_path}: names {path}, which is missing or not a file")
 
     def check_same_model(self, net):
         """Refuse to resume a run of another model or variant (its records stay as they are)."""
@@ -209,7 +224,7 @@ def _read_text(path):
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
-    except OSError:
+    except (OSError, ValueError):    # missing or not text: differs, and is rewritten
         return None
 
 
@@ -297,8 +312,8 @@ def check_inputs(args):
         if path and not os.path.isfile(path):
             raise UserError(f"{path}: {what} not found")
     for path in (args.vgg16, args.from_single, args.init):
-        if path and not os.path.isfile(path):
-            raise UserError(f"{path}: weights file not found")
+        if path:
+            check_weights_path(path)
     if not os.path.isdir(args.data_root):
         raise UserError(f"{args.data_root}: data root not found")
     if args.iters == 0 and not args.resume:
@@ -347,8 +362,11 @@ def build_solver(args, run, start, scratch):
 def start_weights(solver, solver_param, args, run, latest, scratch):
     """Restore the snapshot being resumed (from the run folder's own caffemodel) or initialise."""
     if latest:
-        restore(solver, solver_param, os.path.join(run.out, latest["solverstate"]),
-                os.path.join(run.out, latest["caffemodel"]), scratch)
+        state = os.path.join(run.out, latest["solverstate"])
+        it = restore(solver, solver_param, state, os.path.join(run.out, latest["caffemodel"]), scratch)
+        if it != latest["iter"]:    # the logs would be cut at the wrong row, the count be wrong
+            raise UserError(f"{run.latest_path}: says iteration {latest['iter']}, but {state} "
+                            f"was taken at iteration {it}")
         run.truncate_logs(latest["iter"])
         return f"resumed from iteration {latest['iter']} ({latest['solverstate']})"
     run.truncate_logs(0)     # rows of an earlier start that failed before its first snapshot

@@ -28,6 +28,21 @@ def to_uint8(saliency):
     return round_half_away(np.clip(saliency, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
+
+
+def _finished_map(path):
+    """Whether `path` is a whole PNG (signature and end chunk): maps are written whole, so
+    anything else there (another file, one cut short by a copy) is a map still to make."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(8)
+            f.seek(-len(PNG_END), os.SEEK_END)
+            return start == PNG_START and f.read() == PNG_END
+    except OSError:
+        return False
+
+
 def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=None,
                skip_done=False, progress=True):
     """Run `process` over the groups of `dataset`, writing under `out`.
@@ -47,7 +62,7 @@ def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=
     tasks = []
     for g in names:
         items = dataset.groups[g]
-        if skip_done and all(prediction_path(out, it).is_file() for it in items):
+        if skip_done and all(_finished_map(prediction_path(out, it)) for it in items):
             continue
         tasks.append((g, [(it.name, str(dataset.root / it.image)) for it in items],
                       str(out), *extra))
@@ -83,14 +98,21 @@ def prepare_out(out, settings, run_file, force=False, resume=False):
     """Check the output folder before the work (core.outputs.prepare_out_dir): a non-empty one
     only with `force`, or with `resume` and the same `settings`, which are then recorded in
     `out`/`run_file`."""
-    out = pathlib.Path(prepare_out_dir(out, force, may_hold=lambda names: resume,
+    def own(names):     # resuming adopts maps only from a folder this baseline wrote
+        if resume and run_file not in names:
+            raise UserError(f"{out}: holds no {run_file}, so it is not an interrupted run of this "
+                            "baseline to resume (use --force to write into it, or another --out)")
+        return resume
+
+    out = pathlib.Path(prepare_out_dir(out, force, may_hold=own,
                                        flag="--force to overwrite or --resume to finish an interrupted run"))
     path = out / run_file
-    if resume and path.is_file():
+    if resume and os.path.lexists(path):
         try:
             previous = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            raise UserError(f"{path}: cannot read the previous run's settings ({e})") from None
+            raise UserError(f"{path}: cannot read the previous run's settings "
+                            f"({e.strerror if isinstance(e, OSError) else e})") from None
         if previous != settings:
             raise UserError(f"{path}: the maps there were made with {previous}, "
                             f"not {settings}; use --force or another --out")

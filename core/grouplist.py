@@ -48,10 +48,26 @@ def read_group_list(path):
             lines = f.readlines()
     except OSError as e:
         raise UserError(f"{path}: cannot read group list ({e.strerror or e})") from None
-    groups = [parse_group(line, f"{path}:{i}") for i, line in enumerate(lines, 1) if line.strip()]
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a group list (not UTF-8 text: byte {e.start})") from None
+    groups, seen = [], {}
+    for i, line in enumerate(lines, 1):
+        if line.strip():
+            g = parse_group(line, f"{path}:{i}")
+            _refuse_repeat(g, seen, f"{path}:{i}")
+            groups.append(g)
     if not groups:
         raise UserError(f"{path}: group list is empty")
     return groups
+
+
+def _refuse_repeat(group, seen, where):
+    """A group listed twice (a list appended to itself, say) would be trained on or predicted
+    twice as often as the others; groups may share a name but not their images."""
+    key = (group["group"], tuple(group["images"]))
+    if key in seen:
+        raise UserError(f"{where}: group {group['group']!r} repeats line {seen[key].rsplit(':', 1)[1]}")
+    seen[key] = where
 
 
 def format_group(group, images, masks=None):

@@ -4,6 +4,8 @@ Caffe reports a bad prototxt or mismatched weights with a glog CHECK failure, wh
 process. Everything that can go wrong for a user mistake is checked here first, in Python, and
 reported as a one-line UserError naming the file.
 """
+import importlib
+import json
 import os
 
 os.environ.setdefault("GLOG_minloglevel", "2")   # before caffe loads glog: keep its INFO spam off
@@ -26,6 +28,8 @@ def read_prototxt(path, kind=caffe_pb2.NetParameter):
             text = f.read()
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a valid prototxt (not UTF-8 text: byte {e.start})") from None
     msg = kind()
     try:
         text_format.Merge(text, msg)
@@ -44,14 +48,48 @@ def check_net(param, path, phase="test"):
     if not param.layer:
         raise UserError(f"{path}: the net has no layers" + (" (old V1 'layers' format is not supported)"
                                                              if param.layers else ""))
+    names = set()
     for layer in param.layer:
         if layer.type not in known:
             raise UserError(f"{path}: layer '{layer.name}' has unknown type '{layer.type}'")
+        if layer.name in names:     # weights are copied by name: one of the two would get none
+            raise UserError(f"{path}: two layers are named '{layer.name}'; layer names must be unique")
+        names.add(layer.name)
+        if layer.type == "Python":
+            _check_python_layer(layer, path, phase)
         for b in layer.bottom:
             if b not in produced:
                 raise UserError(f"{path}: layer '{layer.name}' takes bottom '{b}', which no earlier layer produces")
         produced.update(layer.top)
     check_shapes(param, path, PHASES[phase])
+
+
+def _check_python_layer(layer, path, phase):
+    """A Python layer's module and class import (Caffe would end in a SystemError), and the
+    project's data layer's param_str is a JSON object it accepts (its own messages name no file)."""
+    module, name = layer.python_param.module, layer.python_param.layer
+    where = f"{path}: layer '{layer.name}' (Python)"
+    try:
+        mod = importlib.import_module(module)
+    except Exception as e:      # ImportError, or an error while the module runs
+        raise UserError(f"{where}: cannot import module '{module}' ({type(e).__name__}: {e})") from None
+    if getattr(mod, name, None) is None:
+        raise UserError(f"{where}: module '{module}' has no layer class '{name}'")
+    if name != "GroupDataLayer":
+        return
+    if layer.bottom:
+        raise UserError(f"{where}: GroupDataLayer takes no bottoms")
+    try:
+        p = json.loads(layer.python_param.param_str or "{}")
+    except json.JSONDecodeError as e:
+        raise UserError(f"{where}: param_str is not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(p, dict):
+        raise UserError(f"{where}: param_str must be a JSON object")
+    if phase != "train":        # a train net's list and root are filled in by apps.train
+        try:
+            mod.parse_params(layer.python_param.param_str)
+        except UserError as e:
+            raise UserError(f"{where}: {e}") from None
 
 
 def read_solver(path):
@@ -101,11 +139,20 @@ def restore(solver, solver_param, state_path, weights_path, scratch_dir):
     return state.iter
 
 
+def check_weights_path(path):
+    """A weights file is there: one line naming the path otherwise (a folder given by mistake
+    is said to be one, not 'not found')."""
+    path = os.path.expanduser(os.fspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a folder, not a .caffemodel weights file")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: weights file not found")
+
+
 def read_weights(path):
     """Parse a binary .caffemodel into a NetParameter, or raise UserError naming the file."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: weights file not found")
+    check_weights_path(path)
     msg = caffe_pb2.NetParameter()
     try:
         with open(path, "rb") as f:

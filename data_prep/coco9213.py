@@ -174,9 +174,11 @@ def build_coco9213(coco_root, annotations, out_dir, n_groups=65, n_images=9213,
     out_dir = pathlib.Path(os.path.expanduser(str(out_dir)))
     if not coco_root.is_dir():
         raise UserError(f"{coco_root}: COCO image folder not found")
-    if n_groups < 1 or n_images < 1 or not 0 <= min_fraction <= 1:
-        raise UserError(f"invalid rule parameters: groups {n_groups}, images {n_images}, "
-                        f"min fraction {min_fraction}")
+    for option, value, ok, valid in (("--groups", n_groups, n_groups >= 1, ">= 1"),
+                                     ("--images", n_images, n_images >= 1, ">= 1"),
+                                     ("--min-fraction", min_fraction, 0 <= min_fraction <= 1, "[0, 1]")):
+        if not ok:      # nan fails the range test too
+            raise UserError(f"{option} {value} makes no sense; valid: {valid}")
     params = {"annotations": pathlib.Path(annotations).name, "n_groups": n_groups,
               "n_images": n_images, "min_fraction": min_fraction}
     previous = out_dir / SELECTION

@@ -49,9 +49,10 @@ import cv2
 import numpy as np
 import scipy.fft
 
+from core.args import positive_int
 from core.errors import UserError
 from core.imageio import read_image
-from core.outputs import atomic_path
+from core.outputs import atomic_path, prepare_out_file
 from core.progress import progress as progress_bar
 from core.workers import available_cpus
 
@@ -262,6 +263,26 @@ def save_cache(cache_path, entries):
             f.create_dataset("descriptor", data=arr.astype(np.float32))
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def check_cache_path(path):
+    """Before the work: the cache can be written, and what is there already is a cache (HDF5)
+    to refresh, not another file that a mistyped path would have overwritten."""
+    path = prepare_out_file(path)
+    try:
+        with open(path, "rb") as f:
+            start = f.read(len(HDF5_SIGNATURE))
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    if start and start != HDF5_SIGNATURE:
+        raise UserError(f"{path}: exists and is not a descriptor cache (HDF5); refusing to "
+                        "overwrite it: give another cache path or remove the file")
+    return path
+
+
 def describe_files(paths, workers=2, cache_path=None, progress=True):
     """Descriptors of image files as float32 (N, 1024), in the order of `paths`.
 
@@ -308,7 +329,7 @@ def register(subparsers):
     p.add_argument("--dataset", required=True, help="dataset name (see data_prep.datasets)")
     p.add_argument("--root", required=True, help="dataset folder")
     p.add_argument("--out", required=True, help="HDF5 cache file to write")
-    p.add_argument("--workers", type=int, default=available_cpus(),
+    p.add_argument("--workers", type=positive_int, default=available_cpus(),
                    help="parallel threads (default: every CPU this process may use)")
     p.set_defaults(func=_cmd)
     return p
@@ -316,6 +337,7 @@ def register(subparsers):
 
 def _cmd(args):
     from data_prep.datasets import load_dataset
+    check_cache_path(args.out)
     ds = load_dataset(args.dataset, args.root)
     paths = [pathlib.Path(ds.root) / it.image for it in ds.items()]
     desc = describe_files(paths, workers=args.workers, cache_path=args.out)

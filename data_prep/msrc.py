@@ -124,6 +124,9 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
         atomic_write_bytes(out_dir / "images" / group / src.name, src.read_bytes())
         write_png(out_dir / "ground_truth" / group / f"{stem}.png", mask.astype(np.uint8) * 255)
         written.setdefault(group, []).append(stem)
+    if not written:     # the marker would call an empty folder a complete conversion
+        found = ", ".join(f"{k}: {v}" for k, v in sorted(issues.items()) if v) or "no images"
+        raise UserError(f"{root}: no image of the release could be converted ({found})")
     names = {f"{g:02d}_{c}": c for g, c in classes.items()}
     atomic_write_text(out_dir / MSRC_MARKER, json.dumps({
         "source": str(root), "groups": names, "images": {g: len(v) for g, v in written.items()},

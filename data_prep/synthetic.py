@@ -77,6 +77,7 @@ RADIUS = (0.13, 0.21)      # object radius relative to min(height, width)
 PLACEMENTS = ("free", "anchored")
 JITTER = 0.06              # anchored: sd of an object's offset from its class anchor (image fraction)
 ANCHOR_GAP = 0.35          # anchored: least distance between two anchors of a group (image fraction)
+MAX_SIDE = 4096            # pixels per side at most; the benchmark's images are 128x256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +122,11 @@ class Config:
     def validate(self):
         if self.height < 24 or self.width < 24:
             raise UserError(f"image size {self.height}x{self.width} is too small (at least 24x24)")
+        if max(self.height, self.width) > MAX_SIDE:     # would end in a MemoryError mid-run
+            raise UserError(f"image size {self.height}x{self.width} is too large "
+                            f"(each side at most {MAX_SIDE})")
+        if self.seed < 0:
+            raise UserError(f"--seed must be >= 0 (got {self.seed})")
         if not 3 <= self.classes <= len(CLASSES):
             raise UserError(f"--classes must be between 3 and {len(CLASSES)} (got {self.classes})")
         if self.group_size < 2:

@@ -20,6 +20,7 @@ descriptor as done here), or use faiss (IndexFlatL2 for exact search with its fa
 IndexIVFFlat for approximate search at millions of images). Neither is needed at COCO9213 size.
 """
 import collections
+import os
 import pathlib
 import sys
 
@@ -175,10 +176,12 @@ def register(subparsers):
 
 def _cmd(args):
     from data_prep.datasets import load_dataset
-    from data_prep.descriptors import describe_files
+    from data_prep.descriptors import check_cache_path, describe_files
     cache = args.cache or default_cache_path(args.out)
-    for path in (args.out, cache):
-        prepare_out_file(path)
+    if os.path.abspath(cache) == os.path.abspath(args.out):
+        raise UserError(f"{cache}: --cache and --out are the same file; give the cache another name")
+    prepare_out_file(args.out)
+    check_cache_path(cache)
     ds = load_dataset(args.dataset, args.root)
     items = [it for it in ds.items() if it.mask is not None]
     skipped = len(ds) - len(items)

@@ -37,7 +37,21 @@ OUTPUTS = ("results.json", "table.md", "table.csv", "pr_curves.png", "ap.png", "
 
 
 def _prepare_out(out, force):
-    return prepare_out_dir(out, force, may_hold=lambda names: set(names) <= set(OUTPUTS))
+    return prepare_out_dir(out, force, may_hold=lambda names: _own(out, names))
+
+
+def _own(out, names):
+    """Only our file names, and a results.json that is an evaluation's: a file of that name
+    from elsewhere is not replaced without --force."""
+    if not set(names) <= set(OUTPUTS):
+        return False
+    if "results.json" not in names:
+        return True
+    try:
+        load_results(os.path.join(os.path.expanduser(os.fspath(out)), "results.json"))
+    except UserError:
+        return False
+    return True
 
 
 def _write_all(out_dir, files):

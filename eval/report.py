@@ -210,7 +210,7 @@ def plot_pr_curves(results):
     for ax, run in zip(axes[0], runs):
         for m in run["methods"]:
             c = m.get("curves")
-            if c:
+            if c and "recall" in c and "precision" in c:
                 ax.plot(c["recall"], c["precision"], lw=1.6, color=colour[m["name"].lower()],
                         label=_text(m["name"]))
         ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="Recall", ylabel="Precision",
@@ -218,6 +218,12 @@ def plot_pr_curves(results):
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
     return _png(fig)
+
+
+def _ap(method):
+    """A method's AP, nan (no bar) where the run lacks the method or predates the metric."""
+    ap = method["metrics"].get("AP") if method else None
+    return np.nan if ap is None else ap
 
 
 def plot_ap(results):
@@ -229,8 +235,7 @@ def plot_ap(results):
     width = 0.8 / max(1, len(names))
     x = np.arange(len(runs))
     for j, name in enumerate(names):
-        vals = [_by_name(r)[name.lower()]["metrics"]["AP"] if name.lower() in _by_name(r)
-                else np.nan for r in runs]
+        vals = [_ap(_by_name(r).get(name.lower())) for r in runs]
         bars = ax.bar(x + (j - (len(names) - 1) / 2) * width, vals, width, label=_text(name),
                       color=f"C{j % 10}")
         for b, v in zip(bars, vals):

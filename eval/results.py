@@ -14,6 +14,7 @@ A run is one dataset evaluated under one normalisation convention. Merging conca
 the same method on the same dataset and convention twice is an error.
 """
 import json
+import math
 
 from core.errors import UserError
 
@@ -44,6 +45,36 @@ def make_results(runs):
     return {"format": FORMAT, "definitions": dict(DEFINITIONS), "runs": list(runs)}
 
 
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_method(m, i, run, where):
+    """A method's name, metrics (finite numbers, null where not computed) and curves (256 finite
+    values each); a table or a figure made from anything else would fail halfway or show nan."""
+    if not (isinstance(m, dict) and isinstance(m.get("name"), str) and isinstance(m.get("metrics"), dict)):
+        raise UserError(f"{where}: run {i} ({run['dataset']}) has a method without "
+                        "'name' and 'metrics'")
+    for k, v in m["metrics"].items():
+        if v is not None and not _number(v):
+            raise UserError(f"{where}: run {i} ({run['dataset']}), method '{m['name']}': metric "
+                            f"'{k}' is {json.dumps(v)}, not a finite number or null")
+    for key in ("paper", "later"):     # the published values beside ours
+        ref = m.get(key)
+        numbers = isinstance(ref, dict) and all(v is None or _number(v) for v in ref.values())
+        if ref is not None and not numbers:
+            raise UserError(f"{where}: run {i} ({run['dataset']}), method '{m['name']}': '{key}' "
+                            "must be an object of numbers or null")
+    curves = m.get("curves", {})
+    if not isinstance(curves, dict):
+        raise UserError(f"{where}: run {i} ({run['dataset']}), method '{m['name']}': 'curves' "
+                        "must be an object of 256-value lists")
+    for k, v in curves.items():
+        if not isinstance(v, list) or len(v) != 256 or not all(map(_number, v)):
+            raise UserError(f"{where}: run {i} ({run['dataset']}), method '{m['name']}': curve "
+                            f"'{k}' must be a list of 256 finite numbers")
+
+
 def _check(res, where):
     if not isinstance(res, dict) or res.get("format") != FORMAT:
         raise UserError(f"{where}: not an evaluation results file (expected \"format\": "
@@ -51,18 +82,26 @@ def _check(res, where):
     runs = res.get("runs")
     if not isinstance(runs, list):
         raise UserError(f"{where}: 'runs' must be a list")
+    if not runs:
+        raise UserError(f"{where}: holds no evaluated runs ('runs' is empty)")
     for i, run in enumerate(runs):
         if not isinstance(run, dict) or not isinstance(run.get("methods"), list):
             raise UserError(f"{where}: run {i} has no 'methods' list")
         for key in ("dataset", "normalization", "images"):
             if key not in run:
                 raise UserError(f"{where}: run {i} lacks '{key}'")
+        if not isinstance(run["dataset"], str) or not run["dataset"]:
+            raise UserError(f"{where}: run {i}: 'dataset' must be a dataset name, "
+                            f"not {json.dumps(run['dataset'])}")
+        if not isinstance(run.get("paper_dataset", ""), (str, type(None))):
+            raise UserError(f"{where}: run {i}: 'paper_dataset' must be a name or null")
         if run["normalization"] not in NORMALIZATIONS:
             raise UserError(f"{where}: run {i}: unknown normalization '{run['normalization']}'")
+        if not isinstance(run["images"], int) or isinstance(run["images"], bool) or run["images"] < 0:
+            raise UserError(f"{where}: run {i} ({run['dataset']}): 'images' must be a count >= 0, "
+                            f"not {json.dumps(run['images'])}")
         for m in run["methods"]:
-            if not isinstance(m, dict) or "name" not in m or not isinstance(m.get("metrics"), dict):
-                raise UserError(f"{where}: run {i} ({run['dataset']}) has a method without "
-                                "'name' and 'metrics'")
+            _check_method(m, i, run, where)
     return res
 
 

@@ -172,6 +172,163 @@ def test_predict_that_fails_midway_keeps_the_previous_maps(data, tmp_path):
     assert files_of(out) == before
 
 
+def results_file(**changes):
+    """A valid results.json of one run and one method, with `changes` applied to the method."""
+    from eval.results import FORMAT
+    method = {"name": "CBCS", "metrics": {"mF": 0.5, "AUC": 0.8, "MAE": 0.2, "AP": 0.6},
+              "curves": {"precision": [0.5] * 256, "recall": [0.4] * 256}, "paper": None, "later": None}
+    run_ = {"dataset": "icoseg", "paper_dataset": "iCoseg", "normalization": "minmax", "groups": 1,
+            "images": 2, "skipped_no_gt": 0, "methods": [method]}
+    for key, value in changes.items():
+        (run_ if key in ("dataset", "images", "paper_dataset") else method)[key] = value
+    return {"format": FORMAT, "runs": [run_] if changes.get("runs", True) else []}
+
+
+RESULTS_DAMAGE = {   # id: (text of the file, words of the message)
+    "NaN metric": (json.dumps(results_file(metrics={"mF": float("nan")})), ["'mF'", "NaN"]),
+    "text metric": (json.dumps(results_file(metrics={"mF": "high"})), ["'mF'", "finite number"]),
+    "short curve": (json.dumps(results_file(curves={"precision": [0.5] * 3})), ["'precision'", "256"]),
+    "curves null": (json.dumps(results_file(curves=None)), ["'curves'"]),
+    "no runs": (json.dumps(results_file(runs=False)), ["no evaluated runs"]),
+    "dataset a number": (json.dumps(results_file(dataset=7)), ["'dataset'"]),
+    "images a word": (json.dumps(results_file(images="ten")), ["'images'", ">= 0"]),
+    "paper values a word": (json.dumps(results_file(paper="x")), ["'paper'"]),
+    "method name a number": (json.dumps(results_file(name=5)), ["'name'"]),
+    "empty": ("", ["not valid JSON"]),
+    "cut short": (json.dumps(results_file())[:120], ["not valid JSON"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", sorted(RESULTS_DAMAGE))
+def test_eval_table_of_a_damaged_results_file(tmp_path, damage):
+    text, words = RESULTS_DAMAGE[damage]
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(results_file(dataset="msrc")))
+    bad.write_text(text)
+    out = tmp_path / "table"
+    assert run("eval", "table", "--results", good, "--out", out).returncode == 0     # the file is the cause
+    before = files_of(out)
+    r = run("eval", "table", "--results", good, bad, "--out", out)
+    assert_fails_cleanly(r, bad, *words)
+    assert files_of(out) == before
+
+
+@pytest.mark.slow
+def test_eval_leaves_a_folder_whose_results_json_is_not_its_own(data, tmp_path):
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "results.json").write_text('{"format": "someone else\'s"}')
+    r = run(*eval_args(data["root"], data["maps"], out))
+    assert_fails_cleanly(r, out, "--force")
+    assert files_of(out) == {"results.json": b'{"format": "someone else\'s"}'}
+
+
+def _another_baseline(out, data):
+    r = run("baselines.cshs", "--dataset", "icoseg", "--root", data["root"], "--out", out, "--workers", 1)
+    assert r.returncode == 0, r.stderr
+
+
+def _run_file_a_folder(out, data):
+    _cbcs(out, data)
+    (out / "cbcs_run.json").unlink()
+    (out / "cbcs_run.json").mkdir()
+
+
+def _cbcs(out, data, *extra):
+    r = run("baselines.cbcs", "--dataset", "icoseg", "--root", data["root"], "--out", out, "--workers", 1, *extra)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+BASELINE_RESUME_DAMAGE = {   # id: (make the folder, what the message names, words)
+    "the maps of another baseline": (_another_baseline, "", ["cbcs_run.json", "--force"]),
+    "run file a folder": (_run_file_a_folder, "cbcs_run.json", ["cannot read"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", sorted(BASELINE_RESUME_DAMAGE))
+def test_cbcs_resume_refuses_a_folder_it_did_not_write(data, tmp_path, damage):
+    make, name, words = BASELINE_RESUME_DAMAGE[damage]
+    out = tmp_path / "maps"
+    make(out, data)
+    before = files_of(out)
+    r = run("baselines.cbcs", "--dataset", "icoseg", "--root", data["root"], "--out", out, "--workers", 1,
+            "--resume")
+    assert_fails_cleanly(r, out / name, *words)
+    assert files_of(out) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["not a PNG", "cut short"])
+def test_cbcs_resume_makes_a_damaged_map_again(data, tmp_path, damage):
+    out = tmp_path / "maps"
+    _cbcs(out, data)
+    whole = files_of(out)
+    bad = out / "g 1" / "2.png"
+    if damage == "not a PNG":
+        bad.write_text("hello")
+    else:
+        truncate(bad)
+    r = _cbcs(out, data, "--resume")
+    assert "5 maps written" in r.stdout + r.stderr
+    assert files_of(out) == whole
+
+
+@pytest.mark.slow
+def test_pipeline_refuses_a_step_record_that_is_a_folder_before_the_step(data, tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "eval" / "icoseg").mkdir(parents=True)
+    (runs / "eval" / "icoseg" / "results.json").write_text(json.dumps(results_file()))
+    (runs / ".steps" / "table.json").mkdir(parents=True)
+    r = run("apps.pipeline", "table", "--runs", runs)
+    assert_fails_cleanly(r, runs / ".steps" / "table.json", "not a step record")
+    assert not (runs / "table").exists()
+    (runs / "file").write_text("x")
+    assert_fails_cleanly(run("apps.pipeline", "table", "--runs", runs / "file"), runs / "file", "not a runs folder")
+
+
+def test_a_damaged_step_record_is_not_finished_maps(tmp_path):
+    from apps.pipeline import Steps
+    stamps = tmp_path / ".steps" / "maps" / "icoseg"
+    stamps.mkdir(parents=True)
+    (stamps / "CBCS.json").write_text('{"argv": ["baselines.cbcs"]}')
+    (stamps / "CSHS.json").write_text('{"argv": [')
+    (stamps / "Ours.json").write_text("[]")
+    assert list(Steps(tmp_path).finished_maps("icoseg")) == ["CBCS"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["descriptors", "train-groups"])
+def test_a_cache_path_holding_another_file_is_not_overwritten(data, tmp_path, command):
+    other = tmp_path / "notes.jsonl"
+    shutil.copy(data["groups"], other)
+    argv = ["data_prep", command, "--dataset", "icoseg", "--root", data["root"], "--workers", 1]
+    argv += ["--out", other] if command == "descriptors" else ["--out", tmp_path / "g.jsonl", "--cache", other]
+    r = run(*argv)
+    assert_fails_cleanly(r, other, "not a descriptor cache")
+    assert other.read_bytes() == pathlib.Path(data["groups"]).read_bytes()
+    assert not (tmp_path / "g.jsonl").exists()
+    r = run("data_prep", "train-groups", "--dataset", "icoseg", "--root", data["root"], "--workers", 1,
+            "--out", tmp_path / "g.jsonl", "--cache", tmp_path / "g.jsonl")
+    assert_fails_cleanly(r, tmp_path / "g.jsonl", "same file")
+
+
+@pytest.mark.slow
+def test_msrc_convert_with_nothing_to_convert_leaves_no_marker(tmp_path):
+    import cv2
+    import numpy as np
+    release = tmp_path / "release"
+    (release / "Images").mkdir(parents=True)
+    (release / "GroundTruth").mkdir()
+    cv2.imwrite(str(release / "Images" / "1_1_s.bmp"), np.zeros((20, 30, 3), np.uint8))
+    (release / "GroundTruth" / "1_1_s_GT.bmp").write_bytes(b"BM not a bitmap")
+    r = run("data_prep", "msrc-convert", "--root", release, "--out", tmp_path / "out")
+    assert_fails_cleanly(r, release, "no image", "unreadable files: 1")
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- 2. files Caffe would abort on
 def edited(tmp_path, src, old, new, count=1):
     text = pathlib.Path(src).read_text()
@@ -186,6 +343,17 @@ DEPLOY_EDITS = {   # id: (old, new, words of the message)
     "batch 10 vs 5 slice tops": ("dim: 5 dim: 3", "dim: 10 dim: 3", ["slice", "group size"]),
     "stride 0": ("kernel_size: 3 pad: 1", "kernel_size: 3 pad: 1 stride: 0", ["conv1_1", "stride 0"]),
     "kernel larger than input": ("kernel_size: 3 pad: 1", "kernel_size: 999 pad: 1", ["conv1_1", "larger than its input"]),
+    "Python layer of a missing module": (
+        'layer { name: "relu1_1" type: "ReLU" bottom: "conv1_1" top: "conv1_1" }',
+        'layer { name: "relu1_1" type: "Python" bottom: "conv1_1" top: "conv1_1" '
+        'python_param { module: "no_such_module" layer: "X" } }', ["relu1_1", "no_such_module"]),
+    "data layer param_str not JSON": (
+        "dim: 128 } }\n}",
+        'dim: 128 } }\n}\nlayer { name: "gd" type: "Python" top: "x1" top: "x2" python_param { module: '
+        '"python_layers.group_data_layer" layer: "GroupDataLayer" param_str: "{not json" } }',
+        ["'gd'", "param_str is not valid JSON"]),
+    "two layers of one name": ('name: "conv1_2" type: "Convolution"', 'name: "conv1_1" type: "Convolution"',
+                               ["conv1_1", "unique"]),
 }
 
 
@@ -240,6 +408,70 @@ def test_resume_from_a_damaged_solverstate(data, tmp_path, damage):
     r = run("apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 4, "--resume")
     assert_fails_cleanly(r, state)
     assert files_of(run_dir) == before
+
+
+LATEST_DAMAGE = {   # id: (latest.json's new content given the good one, words of the message)
+    "names a file outside the folder": (lambda d: dict(d, caffemodel="../other/" + d["caffemodel"]),
+                                        ["not a file inside"]),
+    "names an absolute path": (lambda d: dict(d, solverstate="/" + d["solverstate"]), ["not a file inside"]),
+    "names a folder": (lambda d: dict(d, caffemodel="snapshots"), ["not a file"]),
+    "iteration not a number": (lambda d: dict(d, iter="two"), ["'iter'", "not an iteration number"]),
+    "iteration of another snapshot": (lambda d: dict(d, iter=d["iter"] + 5), ["was taken at iteration"]),
+    "not an object": (lambda d: [d], ["not a JSON object"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", sorted(LATEST_DAMAGE))
+def test_resume_from_a_damaged_latest_json(data, tmp_path, damage):
+    change, words = LATEST_DAMAGE[damage]
+    run_dir = tmp_path / "run"
+    shutil.copytree(data["run"], run_dir)
+    latest = run_dir / "latest.json"
+    latest.write_text(json.dumps(change(json.loads(latest.read_text()))))
+    before = files_of(run_dir)
+    r = run("apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 4, "--resume")
+    assert_fails_cleanly(r, latest, *words)
+    assert files_of(run_dir) == before
+
+
+def _groups_twice(path):
+    path.write_text(path.read_text() * 2)
+
+
+def _latin1_byte(path):
+    path.write_bytes(path.read_bytes() + b"# caf\xe9\n")
+
+
+INPUT_FILE_DAMAGE = {   # id: (which input, damage, words of the message)
+    "group list repeating its groups": ("train-list", _groups_twice, ["repeats line 1"]),
+    "group list not UTF-8": ("train-list", _latin1_byte, ["not UTF-8"]),
+    "solver not UTF-8": ("solver", _latin1_byte, ["not UTF-8"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", sorted(INPUT_FILE_DAMAGE))
+def test_train_with_a_damaged_input_file(data, tmp_path, damage):
+    which, spoil, words = INPUT_FILE_DAMAGE[damage]
+    files = {"train-list": tmp_path / "groups.jsonl", "solver": tmp_path / "solver.prototxt"}
+    shutil.copy(data["groups"], files["train-list"])
+    shutil.copy(TINY_SINGLE.solver, files["solver"])
+    spoil(files[which])
+    r = run("apps.train", *train_args(files["train-list"], data["root"], tmp_path / "run"), "--solver",
+            files["solver"], "--iters", 1)
+    assert_fails_cleanly(r, files[which], *words)
+    assert not (tmp_path / "run" / "latest.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict", "train"])
+def test_weights_given_as_a_folder(data, tmp_path, command):
+    argv = commands(data, tmp_path / "out")[command]
+    argv = (argv[:2] + [tmp_path] + argv[3:]) if command == "predict" else argv + ["--init", tmp_path]
+    r = run(*argv)
+    assert_fails_cleanly(r, tmp_path, "is a folder")
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- 3. run folders move
@@ -375,6 +607,30 @@ def test_settings_that_make_no_sense_are_refused_with_the_range(data, tmp_path, 
     r = run(*full[command], *given)      # the last value of an option is the one argparse keeps
     assert_fails_cleanly(r, option, valid)
     assert not (tmp_path / "out").exists()
+
+
+STANDALONE_SETTINGS = [   # commands that need no dataset to refuse a setting: (argv, option, valid)
+    (["data_prep", "synthetic", "--size", "100000x100000"], "100000x100000", "at most 4096"),
+    (["data_prep", "synthetic", "--seed", -5], "--seed", ">= 0"),
+    (["data_prep", "coco9213", "--min-fraction", "nan"], "--min-fraction", "[0, 1]"),
+    (["data_prep", "coco9213", "--groups", 0], "--groups", ">= 1"),
+    (["data_prep", "descriptors", "--workers", 0], "--workers", ">= 1"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv,option,valid", STANDALONE_SETTINGS,
+                         ids=[" ".join(map(str, a)) for a, _, _ in STANDALONE_SETTINGS])
+def test_standalone_settings_that_make_no_sense(tmp_path, argv, option, valid):
+    out = tmp_path / "out"
+    (tmp_path / "coco").mkdir()
+    (tmp_path / "ann.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    rest = {"synthetic": ["--out", out, "--train-groups", 1, "--test-groups", 1, "--workers", 1],
+            "coco9213": ["--coco-root", tmp_path / "coco", "--annotations", tmp_path / "ann.json", "--out", out],
+            "descriptors": ["--dataset", "icoseg", "--root", tmp_path, "--out", out]}[argv[1]]
+    r = run(*argv[:2], *rest, *argv[2:])
+    assert_fails_cleanly(r, option, valid)
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------- the shared helpers, in-process
