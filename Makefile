@@ -62,12 +62,10 @@ $(VENV)/bin/python: | $(if $(filter 0,$(APT)),,apt)
 	$(VENV)/bin/pip install -q --upgrade pip
 
 # The project itself is installed editable (pyproject.toml): its packages import from anywhere.
-# compat mode: a plain path in a .pth file, not an import hook, so that Python starts about 50 ms
-# sooner and a Ctrl-C in that start-up, before core.errors answers it, is that much less likely.
 # Exact versions with hashes from requirements.lock (`make lock` regenerates it from requirements.txt).
 $(VENV)/.deps-done: requirements.lock pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install -q --require-hashes -r requirements.lock
-	$(VENV)/bin/pip install -q --no-deps -e . --config-settings editable_mode=compat
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
 # One stamp per CAFFE_PYTHON value, so that switching Caffe builds re-links pycaffe.
