@@ -20,12 +20,13 @@ import json
 import os
 import pathlib
 import shlex
+import signal
 import subprocess
 import sys
 import time
 
 from core.device import check_gpu, parse_gpu
-from core.errors import UserError, cli
+from core.errors import INTERRUPTED, UserError, cli
 from core.outputs import atomic_write_text
 from core.layout import (DATASET_FOLDERS, MODELS, PROJECT_ROOT, TABLE1_DATASETS, TRAINING_DATASET,
                          dataset_root, eval_dir, maps_dir, model_files, run_dir, table_dir)
@@ -128,10 +129,10 @@ class Steps:
             return True
         print(f"== {title}\n$ {line}", file=sys.stderr)
         t = time.time()
-        r = subprocess.run([sys.executable, "-m", *map(str, command)], cwd=PROJECT_ROOT)
-        if r.returncode != 0:
-            print(f"== {title}: failed (exit {r.returncode}); rerun to continue from this step", file=sys.stderr)
-            raise SystemExit(r.returncode)
+        returncode = run_step_command([sys.executable, "-m", *map(str, command)])
+        if returncode != 0:
+            print(f"== {title}: failed (exit {returncode}); rerun to continue from this step", file=sys.stderr)
+            raise SystemExit(returncode)
         elapsed = time.time() - t
         stamp = dict(self._signature(argv, inputs), step=step_id, seconds=round(elapsed, 1),
                      finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -145,6 +146,28 @@ class Steps:
         d = self.runs / ".steps" / "maps" / dataset
         names = sorted(p.stem for p in d.glob("*.json") if self._read_stamp(p)) if d.is_dir() else []
         return {n: maps_dir(self.runs, dataset, n) for n in names}
+
+
+def run_step_command(cmd, limit=300.0):
+    """Run a step's command and return its exit status. The step runs in a process group of
+    its own, so that a Ctrl-C reaches it exactly once, forwarded from here: it then finishes its
+    own way out (its snapshot, its workers, its one line) instead of being killed after 0.25 s
+    as subprocess.run does, which left its worker processes running; killed only after `limit`
+    seconds. An interrupted step that said so ends the pipeline with 130 and no second line."""
+    p = subprocess.Popen(cmd, cwd=PROJECT_ROOT, process_group=0)
+    try:
+        return p.wait()
+    except KeyboardInterrupt:
+        os.killpg(p.pid, signal.SIGINT)
+        try:
+            returncode = p.wait(limit)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise KeyboardInterrupt from None
+        if returncode == INTERRUPTED:
+            raise SystemExit(INTERRUPTED) from None
+        raise
 
 
 def _gpu_args(gpu):

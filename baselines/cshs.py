@@ -145,8 +145,11 @@ def relabel(labels):
 def segmentations(lab, fine=FINE_REGIONS, coarse=COARSE_REGIONS):
     """(fine labels, coarse labels, parent): the two cuts of one hierarchy, and for each fine
     region the coarse region that contains it."""
-    tree, altitudes = hierarchy(lab)
     shape = lab.shape[:2]
+    if shape[0] * shape[1] < 2:
+        # a one-pixel image has a graph without edges, on which higra crashes the process
+        return np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.zeros(1, np.int64)
+    tree, altitudes = hierarchy(lab)
     f = cut(tree, altitudes, fine, shape)
     c = cut(tree, altitudes, coarse, shape)
     return f, c, parent_regions(f, c)

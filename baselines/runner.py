@@ -7,6 +7,7 @@ group and returns how many it wrote; `task` is (group, [(name, image path), ...]
 """
 import argparse
 import concurrent.futures
+import concurrent.futures.process
 import json
 import multiprocessing
 import os
@@ -84,7 +85,7 @@ def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=
                     futures = [ex.submit(process, t) for t in tasks]
                 try:
                     for fut in concurrent.futures.as_completed(futures):
-                        n = fut.result()
+                        n = _result(fut, out)
                         done += n
                         bar.update(n)
                 except BaseException:
@@ -92,6 +93,16 @@ def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=
                         fut.cancel()
                     raise
     return done
+
+
+def _result(future, out):
+    """A worker's result; a worker that died (killed, out of memory, a crash in native code)
+    is one line, not the pool's traceback: the maps written so far stay for --resume."""
+    try:
+        return future.result()
+    except concurrent.futures.process.BrokenProcessPool:
+        raise UserError(f"{out}: a worker process died (killed, out of memory or crashed); the maps "
+                        "written so far are kept, continue with --resume (or --workers 1)") from None
 
 
 def prepare_out(out, settings, run_file, force=False, resume=False):

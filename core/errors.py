@@ -44,11 +44,18 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt
 
 
+def _fork_server():
+    """True in a multiprocessing fork server (`python -c 'from multiprocessing.forkserver
+    import main; ...'`) importing its preloaded modules: it ignores Ctrl-C only after them, and
+    one that dies of it meanwhile makes the parent's pool fail with a traceback."""
+    return sys.argv[:1] == ["-c"] and "multiprocessing.forkserver" in sys.modules
+
+
 def _quiet_start_up():
     if threading.current_thread() is not threading.main_thread():
         return
     mp = sys.modules.get("multiprocessing")
-    if mp is not None and mp.parent_process() is not None:
+    if mp is not None and (mp.parent_process() is not None or _fork_server()):
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # a worker: its parent answers Ctrl-C
     elif sys.argv[:1] == ["-m"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_sigint)       # `python -m` is importing its package
@@ -60,7 +67,17 @@ def _uncaught(exc_type, exc, tb, previous=sys.excepthook):
     previous(exc_type, exc, tb)
 
 
+def _tolerant_stdout():
+    """Characters stdout's encoding cannot show (an ASCII locale, PYTHONIOENCODING=ascii) come
+    out as escapes, as Python writes them on stderr, instead of a UnicodeEncodeError after the
+    work is done (a table's dash, a non-ASCII path)."""
+    out = sys.stdout
+    if out is not None and hasattr(out, "reconfigure") and out.errors == "strict":
+        out.reconfigure(errors="backslashreplace")
+
+
 _quiet_start_up()
+_tolerant_stdout()
 sys.excepthook = _uncaught
 
 

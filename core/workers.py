@@ -23,8 +23,26 @@ def worker_count(requested=None, tasks=None):
 
 def ignore_interrupts():
     """Initializer of worker processes: Ctrl-C reaches the whole process group, and the parent
-    alone should answer it (with one line), not every worker with a traceback."""
+    alone should answer it (with one line), not every worker with a traceback. A worker also
+    ends with its parent (see _exit_with_parent)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
+
+
+def _exit_with_parent():
+    """A pool's worker whose parent was killed (SIGKILL, the OOM killer) waits for tasks forever
+    (the workers hold the task queue's write end themselves) and may still write outputs: a
+    thread ends the worker as soon as its parent's sentinel says the parent is gone."""
+    import multiprocessing
+    import threading
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch():
+        parent.join()
+        os._exit(1)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -32,7 +50,8 @@ def interrupts_deferred():
     """Hold Ctrl-C back while worker processes start: a child interrupted in the middle of being
     spawned prints a traceback of its own. SIGINT is blocked in this thread (the children
     inherit the mask while they start) and, should another thread receive it, only noted; a
-    Ctrl-C that came meanwhile raises KeyboardInterrupt right after."""
+    Ctrl-C that came meanwhile raises KeyboardInterrupt right after, also in place of an error
+    it caused (a fork server or child that died of it makes the pool fail with EOFError)."""
     got = []
     try:
         old_handler = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
@@ -47,5 +66,5 @@ def interrupts_deferred():
         if old_mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         signal.signal(signal.SIGINT, old_handler)
-    if got:
-        raise KeyboardInterrupt
+        if got:
+            raise KeyboardInterrupt

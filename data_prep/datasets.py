@@ -159,6 +159,18 @@ NESTED = "nested folders skipped"
 OUTSIDE = "images outside group folders"
 EMPTY_GROUP = "empty groups"
 NO_MASK_DIR = "mask folder missing"
+NOT_UTF8 = "names not UTF-8 skipped"
+
+
+def _utf8_name(p):
+    """Whether a file or folder name can be written to a group list, a descriptor cache or a
+    seed (UTF-8). A name that is not (a Latin-1 archive unpacked as is) reaches Python with
+    surrogates, which every one of them refuses."""
+    try:
+        p.name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 # ---------------------------------------------------------------- folder scanning
@@ -166,6 +178,10 @@ def _subdirs(folder, issues=None):
     """Sorted visible sub-folders; hidden ones and zip leftovers (__MACOSX) are skipped."""
     out = []
     for p in sorted(folder.iterdir()):
+        if not _utf8_name(p):
+            if issues is not None:
+                issues[NOT_UTF8] += 1
+            continue
         if p.is_dir():
             if p.name.startswith(".") or p.name == "__MACOSX":
                 if issues is not None:
@@ -181,6 +197,9 @@ def _scan_files(folder, issues, prefer_lossless=False):
     masks (prefer_lossless), a PNG/BMP over a JPEG."""
     found = {}
     for p in sorted(folder.iterdir()):
+        if not _utf8_name(p):
+            issues[NOT_UTF8] += 1
+            continue
         if p.is_dir():
             issues[NESTED] += 1
             continue

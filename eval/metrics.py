@@ -196,7 +196,8 @@ def emeasure_curve(tp, fp, n_fg, n):
         for count, a, b in parts:
             align = 2 * (a * b) / (a ** 2 + b ** 2 + _EPS)
             total = total + (align + 1) ** 2 / 4 * count
-    return np.asarray(total / (n - 1 + _EPS), dtype=np.float64)
+    # PySODMetrics' n - 1 is 0 for a one-pixel map, which would make E about 1e15: divide by 1
+    return np.asarray(total / (max(n - 1, 1) + _EPS), dtype=np.float64)
 
 
 def image_metrics(pred, gt, normalize=True, modern=True):

@@ -96,7 +96,8 @@ class GroupLoader:
             masks = [os.path.join(root, x) for x in g["masks"]]
             for f in imgs + masks:
                 if not os.path.isfile(f):
-                    raise UserError(f"{where}: file not found: {f}")
+                    what = "a folder, not a file" if os.path.isdir(f) else "file not found"
+                    raise UserError(f"{where}: {what}: {f}")
             self.groups.append((imgs, masks))
         self.rng = np.random.RandomState(params["seed"])
         self.order, self.pos = [], 0

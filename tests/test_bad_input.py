@@ -716,3 +716,48 @@ def test_worker_count_follows_the_affinity_mask():
     if hasattr(os, "sched_getaffinity"):
         assert available_cpus() == len(os.sched_getaffinity(0))
     assert worker_count(3) == 3 and worker_count(None, tasks=1) == 1 and worker_count(0) == available_cpus()
+
+
+# ---------------------------------------------------------------- second pass: odd but valid inputs
+def test_cshs_and_the_e_measure_take_a_one_pixel_image():
+    import numpy as np
+    from baselines.cshs import cshs_maps
+    from eval.metrics import emeasure_curve
+    rng = np.random.RandomState(0)
+    maps = cshs_maps([rng.randint(0, 255, (1, 1, 3), np.uint8), rng.randint(0, 255, (30, 40, 3), np.uint8)])
+    assert [m.shape for m in maps] == [(1, 1), (30, 40)]     # higra crashed the process on 1 x 1
+    e = emeasure_curve(np.ones(256), np.zeros(256), 1, 1)
+    assert np.all(e <= 1.0)                                   # not n / (n - 1 + eps) = 4.5e15
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["cbcs", "train-groups", "predict"])
+def test_names_that_are_not_utf8_are_skipped_and_counted(data, tmp_path, command):
+    root = copy_dataset(data, tmp_path)
+    name = os.fsdecode(b"caf\xe9")
+    shutil.copy(root / "img" / "g 0" / "0.jpg", root / "img" / "g 0" / f"{name}.jpg")
+    shutil.copy(root / "gt" / "g 0" / "0.png", root / "gt" / "g 0" / f"{name}.png")
+    r = run(*commands(dict(data, root=root), tmp_path / "out")[command])
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "names not UTF-8 skipped: 2" in r.stdout + r.stderr
+
+
+def test_a_worker_that_dies_is_one_error_line(tmp_path, monkeypatch):
+    import importlib
+    import types
+    from baselines.runner import run_groups
+    (tmp_path / "dying_worker.py").write_text("import os\n\ndef process(task):\n    os._exit(1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))      # the spawned workers get this sys.path too
+    process = importlib.import_module("dying_worker").process
+    item = types.SimpleNamespace(name="a", image="a.jpg")
+    dataset = types.SimpleNamespace(name="toy", root=tmp_path, groups={"g1": [item], "g2": [item]})
+    with pytest.raises(UserError, match="worker process died.*--resume"):
+        run_groups(dataset, tmp_path / "out", process, workers=2, progress=False)
+
+
+@pytest.mark.slow
+def test_eval_prints_its_table_on_an_ascii_only_stdout(data, tmp_path):
+    env = dict(ENV, PYTHONIOENCODING="ascii")
+    r = subprocess.run([sys.executable, "-m", *map(str, eval_args(data["root"], data["maps"], tmp_path / "é"))],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
