@@ -154,7 +154,7 @@ def run_step_command(cmd, limit=300.0):
     own way out (its snapshot, its workers, its one line) instead of being killed after 0.25 s
     as subprocess.run does, which left its worker processes running; killed only after `limit`
     seconds. An interrupted step that said so ends the pipeline with 130 and no second line."""
-    p = subprocess.Popen(cmd, cwd=PROJECT_ROOT, process_group=0)
+    p = subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=os.setpgrp)   # (process_group=0: 3.11+)
     try:
         return p.wait()
     except KeyboardInterrupt:
