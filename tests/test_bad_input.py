@@ -761,3 +761,95 @@ def test_eval_prints_its_table_on_an_ascii_only_stdout(data, tmp_path):
     r = subprocess.run([sys.executable, "-m", *map(str, eval_args(data["root"], data["maps"], tmp_path / "é"))],
                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+def _children(pid):
+    """The pids whose parent is `pid` (from /proc)."""
+    kids = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.mark.slow
+def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev, tmp_path):
+    """Ctrl-C to the pipeline while a baseline runs with its worker processes: the step (in a
+    process group of its own) gets it once and ends its own way, the pipeline ends with one line
+    and 130, and nothing of the step's process group survives; a rerun finishes the maps."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "iCoseg").symlink_to(icoseg_dev)
+    argv = ["apps.pipeline", "baselines", "--dataset", "icoseg", "--data-root", tmp_path / "data",
+            "--runs", tmp_path / "runs"]
+    p = subprocess.Popen([sys.executable, "-m", *map(str, argv)], cwd=ROOT, env=ENV, text=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = []
+    for line in p.stderr:                # wait for the first step to start
+        err.append(line)
+        if line.startswith("$ python -m baselines"):
+            break
+    deadline = time.time() + 30
+    steps = []
+    while not steps and time.time() < deadline:
+        steps = _children(p.pid)
+        time.sleep(0.05)
+    assert steps, "".join(err)
+    time.sleep(1.0)                      # its workers are busy by now
+    step_workers = _children(steps[0])
+    p.send_signal(signal.SIGINT)         # the pipeline alone, not its process group
+    err.append(p.stderr.read())
+    p.wait(timeout=120)
+    err = "".join(err)
+    assert "Traceback" not in err and "Check failed" not in err, err
+    assert p.returncode == 130, (p.returncode, err)
+    assert err.strip().splitlines()[-1] == "interrupted", err
+    assert err.count("interrupted") == 1, err
+    deadline = time.time() + 15         # the workers end with their parent, not at once
+    while _group_alive(steps[0]) and time.time() < deadline:
+        time.sleep(0.1)
+    left = [(w, pathlib.Path(f"/proc/{w}/cmdline").read_bytes().replace(b"\0", b" ")[:120])
+            for w in step_workers if pathlib.Path(f"/proc/{w}").exists()]
+    assert not _group_alive(steps[0]), f"step {steps[0]}: still running after 15 s: {left}"
+    r = run(*argv)                       # resumes: the interrupted baseline continues
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "CSHS on icoseg" in r.stderr
+
+
+@pytest.mark.slow
+def test_workers_end_with_a_killed_parent(icoseg_dev, tmp_path):
+    """A baseline killed outright (SIGKILL, the OOM killer) takes its worker processes with it:
+    none keeps running or writing maps."""
+    out = tmp_path / "cbcs"
+    p = subprocess.Popen([sys.executable, "-m", "baselines.cbcs", "--dataset", "icoseg", "--root",
+                          str(icoseg_dev), "--out", str(out), "--workers", "2"],
+                         cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    workers = []
+    while len(workers) < 2 and time.time() < deadline:
+        workers = _children(p.pid)
+        time.sleep(0.1)
+    assert workers, "no worker processes started"
+    time.sleep(1.0)
+    p.kill()
+    p.wait()
+    deadline = time.time() + 15
+    while any(pathlib.Path(f"/proc/{w}").exists() for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    alive = [w for w in workers if pathlib.Path(f"/proc/{w}").exists()
+             and pathlib.Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive, f"workers {alive} outlived their parent"
+    maps = sorted(out.rglob("*.png"))
+    time.sleep(2.0)
+    assert sorted(out.rglob("*.png")) == maps, "maps still being written after the parent died"
