@@ -20,6 +20,7 @@ from core.errors import UserError
 from core.outputs import atomic_write_text, prepare_out_dir
 from core.progress import progress as progress_bar
 from core.workers import ignore_interrupts, interrupts_deferred, worker_count
+from data_prep.imagefiles import probe_image
 
 from .matlab_ops import round_half_away
 
@@ -29,19 +30,11 @@ def to_uint8(saliency):
     return round_half_away(np.clip(saliency, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
-
-
 def _finished_map(path):
-    """Whether `path` is a whole PNG (signature and end chunk): maps are written whole, so
-    anything else there (another file, one cut short by a copy) is a map still to make."""
-    try:
-        with open(path, "rb") as f:
-            start = f.read(8)
-            f.seek(-len(PNG_END), os.SEEK_END)
-            return start == PNG_START and f.read() == PNG_END
-    except OSError:
-        return False
+    """Whether `path` is a whole PNG (data_prep's header and end-of-data probe): maps are written
+    whole, so anything else there (another file, one cut short by a copy) is a map still to make."""
+    info, _ = probe_image(path)
+    return info is not None and info.kind == "png"
 
 
 def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=None,
