@@ -1,13 +1,19 @@
-# syntax=docker/dockerfile:1
 # Group-wise deep co-saliency detection (Wei et al., IJCAI 2017): BVLC Caffe 99bd997 built by
 # scripts/build_caffe.sh (CPU) or scripts/cuda_build.sh (CUDA 13 from NVIDIA's PyPI wheels) with
 # the project's patches/, the same recipe as `make setup` / `make caffe-cuda` on a Debian 12 host,
 # then the project and its venv from requirements.lock. Default command: `make reproduce`.
 #
-#   docker build -t gwd:cuda .                             # CUDA 13.0: NVIDIA driver >= 580
-#   docker build -t gwd:cpu --build-arg VARIANT=cpu .      # CPU only
+#   DOCKER_BUILDKIT=1 docker build -t gwd:cuda .                         # CUDA 13.0: driver >= 580
+#   DOCKER_BUILDKIT=1 docker build -t gwd:cpu --build-arg VARIANT=cpu .  # CPU only
 #   docker run --rm --gpus all -v "$HOME/datasets:/data:ro" -v "$HOME/weights:/weights:ro" \
 #       -v "$HOME/gwd-out:/out" gwd:cuda
+#
+# BuildKit is needed (the default builder since Docker 23; DOCKER_BUILDKIT=1 for Docker 20.10-22;
+# buildah and podman): the steps that run pip mount the optional build secret `pip-ca`, a CA
+# bundle for pip behind a proxy that intercepts TLS (`--secret id=pip-ca,src=FILE`;
+# scripts/docker_image.sh passes the host pip's own bundle). Without it pip uses its own CAs.
+# There is no `# syntax=` line: the builder's own Dockerfile frontend has all this file uses, so
+# nothing but the base image is pulled.
 #
 # Nothing is downloaded at run time. Layers are ordered so that the Caffe build depends only on
 # the base system, scripts/build_caffe.sh, scripts/cuda_build.sh and patches/: editing the
@@ -39,7 +45,9 @@ ENV GWD_CAFFE_CACHE=/opt/caffe
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /opt/gwd
 # pycaffe compiles against numpy 2 (its ABI serves every numpy 2.x of requirements.lock)
-RUN python3 -m venv /opt/buildenv \
+RUN --mount=type=secret,id=pip-ca \
+    { [ ! -s /run/secrets/pip-ca ] || export PIP_CERT=/run/secrets/pip-ca; } \
+ && python3 -m venv /opt/buildenv \
  && /opt/buildenv/bin/pip install -q numpy==2.3.4
 COPY scripts/build_caffe.sh scripts/cuda_build.sh scripts/
 COPY patches/ patches/
@@ -47,7 +55,9 @@ COPY patches/ patches/
 # the toolkit and the wheels stay in this stage. /opt/caffe-seed exists only where the build is
 # given one (scripts/docker_image.sh mounts the host's build cache there with buildah): a build
 # of the same key found there is copied instead of compiled (GWD_CAFFE_SEED, build_caffe.sh).
-RUN if [ "$VARIANT" = cuda ]; then build=scripts/cuda_build.sh; else build=scripts/build_caffe.sh; fi \
+RUN --mount=type=secret,id=pip-ca \
+    { [ ! -s /run/secrets/pip-ca ] || export PIP_CERT=/run/secrets/pip-ca; } \
+ && if [ "$VARIANT" = cuda ]; then build=scripts/cuda_build.sh; else build=scripts/build_caffe.sh; fi \
  && dir=$(CUDA_LINE=13 CUDA_ARCH_BIN="$CUDA_ARCH_BIN" CUDA_ARCH_PTX="$CUDA_ARCH_PTX" \
           GWD_CAFFE_SEED=/opt/caffe-seed PYTHON=/opt/buildenv/bin/python "$build" | tail -n 1) \
  && ln -s "$dir" /opt/caffe/python \
@@ -74,7 +84,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/gwd
 # The locked Python packages first: a source change does not reinstall them.
 COPY requirements.lock ./
-RUN python3 -m venv .venv \
+RUN --mount=type=secret,id=pip-ca \
+    { [ ! -s /run/secrets/pip-ca ] || export PIP_CERT=/run/secrets/pip-ca; } \
+ && python3 -m venv .venv \
  && .venv/bin/pip install -q --require-hashes -r requirements.lock
 # Same folder as in the build stage: pycaffe's _caffe.so links into it by absolute path.
 COPY --from=caffe /opt/caffe /opt/caffe
@@ -83,7 +95,9 @@ COPY . .
 # Link pycaffe into the venv and install the project editable (APT=0 and CAFFE_PYTHON above: no
 # apt, no second Caffe build); the last check fails the build if any setup stamp were older than
 # its inputs, since `make reproduce` must not rebuild at run time.
-RUN make setup \
+RUN --mount=type=secret,id=pip-ca \
+    { [ ! -s /run/secrets/pip-ca ] || export PIP_CERT=/run/secrets/pip-ca; } \
+ && make setup \
  && make -q .venv/.setup-done
 
 # The project's user takes uid 1000 (USER_UID), the usual first user of a host, so that files

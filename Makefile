@@ -138,6 +138,8 @@ distclean: clean
 # ---------------------------------------------------------------- CUDA, Docker, Table 1
 DOCKER_VARIANT ?= cuda
 DOCKER_IMAGE   ?= gwd:$(DOCKER_VARIANT)
+# options of scripts/docker_check.py for `make docker-check` (CI: --trixie-tests fast)
+DOCKER_CHECK_ARGS ?=
 .PHONY: caffe-cuda lint-docker docker-build docker-check reproduce gpu-check gpu-bundle
 ICOSEG_DEV ?= ../shared/datasets/icoseg-dev
 BUNDLE_DIR ?= dist
@@ -163,7 +165,7 @@ docker-build:
 
 # Both images built and used as a user would (scripts/docker_check.py says what is checked).
 docker-check: setup
-	$(PY) scripts/docker_check.py
+	$(PY) scripts/docker_check.py $(DOCKER_CHECK_ARGS)
 
 # Table 1 end to end: checks the inputs, then baselines, training, evaluation, table (resumable).
 reproduce: setup

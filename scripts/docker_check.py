@@ -10,9 +10,13 @@ In each image, as its non-root user, with /data and /weights read-only and /out 
      download for the COCO9213 builder; a VGG16-shaped caffemodel with random weights; a few
      iterations per training stage): Table 1 and the figures in /out, owned by the image's user;
      a second run skips every finished step and changes nothing.
-Then `make setup && make test` from a clean copy of the project in a Debian 13 container.
+Then `make setup && make test` from a clean copy of the project in a Debian 13 container
+(`--trixie-tests fast`: `make test-fast` there, as CI does to stay within its time).
 
-    python scripts/docker_check.py [--variants cpu,cuda] [--skip-trixie] [--work DIR]
+    python scripts/docker_check.py [--variants cpu,cuda] [--skip-trixie] [--trixie-tests all|fast] [--work DIR]
+
+The images are built for the GPU architectures of CUDA_ARCH_BIN / CUDA_ARCH_PTX when these are set
+(scripts/docker_image.sh), else for the defaults of scripts/build_caffe.sh.
 
 The cache folder (default ~/.cache/gwd-docker-check) keeps the Debian 13 container's Caffe
 build between runs. Every step prints its time; the first failure stops the check (exit 1).
@@ -295,7 +299,7 @@ def clean_copy(dest):
             shutil.copy2(src, dest / rel)
 
 
-def check_trixie(work):
+def check_trixie(work, target="test"):
     sh([IMAGE_SH, "base", "debian:trixie-slim"])
     src = work / "trixie" / "gwd"
     cache = work / "trixie" / "cache"
@@ -309,11 +313,11 @@ def check_trixie(work):
         mounts += ["-v", f"{cert}:/etc/gwd-host-ca.pem:ro"]
         env += ["PIP_CERT=/etc/gwd-host-ca.pem"]
     script = ("set -e; apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends make >/dev/null;"
-              " cd /gwd; make setup; make test")
+              f" cd /gwd; make setup; make {target}")
     r = sh([IMAGE_SH, "run", "debian:trixie-slim", "--network", "host", *mounts, "--",
             "env", *env, "bash", "-c", script], check=False)
     if r.returncode != 0:
-        raise CheckFailed(f"Debian 13: make setup && make test failed (exit status {r.returncode})")
+        raise CheckFailed(f"Debian 13: make setup && make {target} failed (exit status {r.returncode})")
 
 
 # ---------------------------------------------------------------- main
@@ -321,6 +325,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variants", default="cpu,cuda")
     ap.add_argument("--skip-trixie", action="store_true")
+    ap.add_argument("--trixie-tests", choices=("all", "fast"), default="all",
+                    help="Debian 13: make test (all) or make test-fast (fast)")
     ap.add_argument("--skip-build", action="store_true", help="use the images already built")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "gwd-docker-check"),
                     help="the miniature inputs and outputs")
@@ -362,9 +368,10 @@ def main(argv=None):
             with step(f"{tag}: make reproduce on the miniature input, twice"):
                 timings[f"reproduce {tag}"] = check_reproduce(tag, work, *mini)
         if not args.skip_trixie:
-            with step("Debian 13: make setup && make test from a clean copy"):
+            target = "test" if args.trixie_tests == "all" else "test-fast"
+            with step(f"Debian 13: make setup && make {target} from a clean copy"):
                 t = time.time()
-                check_trixie(pathlib.Path(args.cache))
+                check_trixie(pathlib.Path(args.cache), target)
                 timings["debian 13 setup+test"] = time.time() - t
     except CheckFailed as e:
         print(f"docker-check FAILED: {e}", file=sys.stderr)

@@ -6,13 +6,15 @@
 #   scripts/docker_image.sh base [IMAGE]           make sure the Debian base image exists: pull
 #                                                  it, else make it with mmdebstrap (buildah only)
 #   scripts/docker_image.sh build VARIANT TAG [build options...]
+#                                                  (CUDA_ARCH_BIN / CUDA_ARCH_PTX, when set, are
+#                                                  passed as the build arguments of those names)
 #   scripts/docker_image.sh run TAG [--user U] [-v HOST:CTR[:ro]]... -- COMMAND...
 #
-# buildah builds keep their layers (--layers), so an unchanged step is reused on the next build.
+# buildah builds keep their layers (--layers), so an unchanged step is reused on the next build;
+# docker builds use BuildKit (DOCKER_BUILDKIT=1), which the Dockerfile's secret mounts need.
 # Where the host's pip trusts a CA bundle of its own (pip config global.cert, or PIP_CERT), the
-# build mounts it read-only with a pip.conf naming it: pip inside the build then reaches PyPI the
-# way the host does. A machine with direct access needs none of this, and the Dockerfile never
-# names it.
+# build gets it as the Dockerfile's optional build secret `pip-ca`: pip inside the build then
+# reaches PyPI the way the host does. A machine with direct access needs none of this.
 # buildah builds also mount the host's Caffe build cache (GWD_CAFFE_SEED, default the cache of
 # scripts/build_caffe.sh; GWD_CAFFE_SEED= turns it off) read-only at /opt/caffe-seed: a build of
 # the same key there is copied into the image instead of compiled again.
@@ -65,31 +67,35 @@ ensure_base() {  # image
   log "made $image"
 }
 
-# pip.conf + CA bundle mounts for buildah, when the host's pip has a CA bundle of its own.
-pip_mounts() {
-  local cert conf
+# The build secret pip-ca (both engines), when the host's pip has a CA bundle of its own.
+pip_secret() {
+  local cert
   cert=$(python3 -m pip config get global.cert 2>/dev/null || true)
   cert=${cert:-${PIP_CERT:-}}
   [ -n "$cert" ] && [ -f "$cert" ] || return 0
-  conf=$(mktemp --suffix .pip.conf)
-  printf '[global]\ncert = /etc/gwd-host-ca.pem\n' > "$conf"
-  echo "-v $conf:/etc/pip.conf:ro -v $cert:/etc/gwd-host-ca.pem:ro"
+  echo "--secret id=pip-ca,src=$cert"
 }
 
 build() {  # variant tag [options]
-  local variant=$1 tag=$2 eng
+  local variant=$1 tag=$2 eng v
   shift 2
   eng=$(engine)
+  # GPU architectures from the environment, as for `make caffe-cuda`: the same key as the host's
+  # build, so a seeded build finds it.
+  for v in CUDA_ARCH_BIN CUDA_ARCH_PTX; do
+    [ -z "${!v:-}" ] || set -- --build-arg "$v=${!v}" "$@"
+  done
   ensure_base "$(base_image)"
   log "building $tag (VARIANT=$variant) with $eng"
   if [ "$eng" = docker ]; then
-    docker build --build-arg "VARIANT=$variant" -t "$tag" "$@" "$here"
+    # shellcheck disable=SC2046  # the secret option is words
+    DOCKER_BUILDKIT=1 docker build --build-arg "VARIANT=$variant" -t "$tag" $(pip_secret) "$@" "$here"
   else
     local seed=${GWD_CAFFE_SEED-${GWD_CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gwd-caffe}} seeds=()
     if [ -n "$seed" ] && [ -d "$seed" ]; then seeds=(-v "$seed:/opt/caffe-seed:ro"); log "seed: $seed"; fi
     # shellcheck disable=SC2046  # the mounts are words
     buildah bud --layers --format docker --isolation chroot --network host --build-arg "VARIANT=$variant" \
-      -t "$tag" $(pip_mounts) "${seeds[@]}" "$@" "$here"
+      -t "$tag" $(pip_secret) "${seeds[@]}" "$@" "$here"
   fi
 }
 

@@ -118,6 +118,23 @@ def test_dockerfile_images_and_runtime_settings():
     assert [a for k, a in ins if k == "ARG"][0] == "VARIANT=cuda"
 
 
+def test_every_step_that_runs_pip_can_trust_a_given_ca_bundle():
+    """Behind a proxy that intercepts TLS, pip in the build needs the host's CA bundle: every RUN
+    that reaches pip (directly, through make setup or the Caffe build scripts) mounts the optional
+    secret pip-ca, and scripts/docker_image.sh hands it to both engines."""
+    pip_steps = [a for k, a in instructions(DOCKERFILE.read_text()) if k == "RUN"
+                 and re.search(r"pip install|make setup|build_caffe\.sh|cuda_build\.sh", a)]
+    assert len(pip_steps) == 4, pip_steps
+    for a in pip_steps:
+        assert a.startswith("--mount=type=secret,id=pip-ca "), a
+        assert "export PIP_CERT=/run/secrets/pip-ca" in a, a
+    script = (ROOT / "scripts" / "docker_image.sh").read_text()
+    assert 'echo "--secret id=pip-ca,src=$cert"' in script
+    assert script.count("$(pip_secret)") == 2          # docker build and buildah bud
+    assert "DOCKER_BUILDKIT=1 docker build" in script  # secret mounts need BuildKit
+    assert not DOCKERFILE.read_text().startswith("# syntax=")  # nothing pulled but the base
+
+
 def test_lock_pins_every_requirement_with_hashes():
     """requirements.lock (make lock) pins each package of requirements.txt, every pin hashed."""
     def norm(name):
