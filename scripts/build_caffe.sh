@@ -161,7 +161,7 @@ cmake "${flags[@]}" ../src > cmake.log 2>&1 || { tail -30 cmake.log >&2; log "cm
 if [ "$cuda" = 1 ] && [ -n "$cuda_libdir" ]; then
   cmake "${flags[@]}" ../src >> cmake.log 2>&1
 fi
-log "compiling with $jobs jobs (CPU about 2.5 min, CUDA for three architectures 20-30 min on 2 cores)"
+log "compiling with $jobs jobs (on 2 cores: CPU 2-8 min, CUDA 20-30 min for three GPU architectures)"
 start=$(date +%s)
 make -j"$jobs" caffe caffe.bin pycaffe > make.log 2>&1 || { tail -40 make.log >&2; log "build failed: $dest/build/make.log"; exit 1; }
 log "compiled in $(( $(date +%s) - start )) s"
