@@ -116,12 +116,16 @@ table: setup
 	$(PY) -m apps.pipeline table --runs $(RUNS)
 
 # ---------------------------------------------------------------- checks
+# The suite runs on every core (pytest-xdist), four workers at most: the slow tests' full-size nets
+# take memory. TEST_JOBS=0 runs it in this process alone.
+TEST_JOBS ?= auto
+PYTEST := $(PY) -m pytest -q -n $(TEST_JOBS) --maxprocesses 4
 test: setup
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 # The edit loop: everything but the tests marked slow (training, full-size nets, whole commands).
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: setup
 	@for b in bench/bench_*.py; do echo; echo "== $$b"; $(PY) $$b || exit $$?; done
