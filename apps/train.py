@@ -59,8 +59,13 @@ def run_solver(src, net_path, prefix, max_iter, gpu, overrides=()):
     s = read_solver(src)
     owned = [f for f in netgen.RUN_FIELDS if s.HasField(f)]
     if owned:
-        raise UserError(f"{src}: sets {', '.join(owned)}, which apps.train sets for each run "
-                        "(--out, --snapshot-every, --log-every, --gpu): remove them from the solver")
+        raise UserError(f"{src}: sets {', '.join(owned)}, which apps.train sets for each run (the "
+                        "net, --out, --snapshot-every, --log-every, --gpu, binary snapshots): remove "
+                        "them from the solver")
+    tests = [f for f in ("test_net", "test_net_param") if getattr(s, f)]
+    if tests:
+        raise UserError(f"{src}: sets {', '.join(tests)}: apps.train runs no test nets of a solver "
+                        "(it validates with --val-list); remove them from the solver")
     s = netgen.run_solver(s, net_path, max_iter, gpu, snapshot_prefix=prefix)
     for k, v in overrides:
         setattr(s, k, type(getattr(s, k))(v))

@@ -354,6 +354,12 @@ DEPLOY_EDITS = {   # id: (old, new, words of the message)
         ["'gd'", "param_str is not valid JSON"]),
     "two layers of one name": ('name: "conv1_2" type: "Convolution"', 'name: "conv1_1" type: "Convolution"',
                                ["conv1_1", "unique"]),
+    # third pass
+    "two Input shapes for one top": ("dim: 128 } }", "dim: 128 } shape { dim: 1 } }", ["'data'", "2 shapes for 1 top"]),
+    "a blob over Caffe's size limit": ("dim: 64 dim: 128", "dim: 60000 dim: 60000", ["'data'", "2147483647"]),
+    "LRN of an even size": ('layer { name: "relu1_1"', 'layer { name: "lrn" type: "LRN" bottom: "conv1_1" '
+                            'top: "lrn" lrn_param { local_size: 4 } }\nlayer { name: "relu1_1"',
+                            ["'lrn'", "local_size 4 must be odd"]),
 }
 
 
@@ -375,6 +381,18 @@ SOLVER_EDITS = {
     "step without stepsize": ('lr_policy: "fixed"', 'lr_policy: "step" gamma: 0.1', ["stepsize", "> 0"]),
     "negative base_lr": ("base_lr:", "base_lr: -1 #", ["base_lr", "> 0"]),
     "momentum 1.5": ("momentum:", "momentum: 1.5 #", ["momentum", "[0, 1)"]),
+    # third pass: fields Caffe aborts on, and snapshots apps.train cannot point to
+    "a net of its own": ('lr_policy: "fixed"', 'lr_policy: "fixed" net_param { name: "x" }',
+                         ["net_param", "remove them"]),
+    "type and the old solver_type": ('lr_policy: "fixed"', 'lr_policy: "fixed" solver_type: ADAM',
+                                     ["solver_type", "keep type only"]),
+    "test_iter without test_interval": ('lr_policy: "fixed"', 'lr_policy: "fixed" test_iter: 1',
+                                        ["test_interval", "> 0"]),
+    "test_state without a test net": ('lr_policy: "fixed"', 'lr_policy: "fixed" test_state { stage: "x" }',
+                                      ["test_state", "once per test net"]),
+    "a test net file": ('lr_policy: "fixed"', 'lr_policy: "fixed" test_net: "nothere.prototxt" test_iter: 1 '
+                        'test_interval: 1', ["test_net", "--val-list"]),
+    "HDF5 snapshots": ('lr_policy: "fixed"', 'lr_policy: "fixed" snapshot_format: HDF5', ["snapshot_format"]),
 }
 
 
@@ -853,3 +871,46 @@ def test_workers_end_with_a_killed_parent(icoseg_dev, tmp_path):
     maps = sorted(out.rglob("*.png"))
     time.sleep(2.0)
     assert sorted(out.rglob("*.png")) == maps, "maps still being written after the parent died"
+
+
+# ---------------------------------------------------------------- third pass
+def _limited_memory():
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))   # a regression fails, not the machine
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command,option,valid", [("groups", "--group-size", "[1, 1000]"),
+                                                  ("train-groups", "--neighbours", "[1, 999]")])
+def test_a_group_size_that_would_fill_the_memory_is_refused(data, tmp_path, command, option, valid):
+    argv = [sys.executable, "-m", "data_prep", command, "--dataset", "icoseg", "--root", str(data["root"]),
+            "--out", str(tmp_path / "g.jsonl"), option, "1000000000"]
+    if command == "train-groups":
+        argv += ["--workers", "1"]
+    r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300,
+                       preexec_fn=_limited_memory)
+    assert_fails_cleanly(r, option, valid)
+    assert not (tmp_path / "g.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_make_takes_paths_with_spaces_and_quotes(tmp_path):
+    runs = tmp_path / "it's a runs folder"
+    (runs / "eval" / "icoseg").mkdir(parents=True)
+    (runs / "eval" / "icoseg" / "results.json").write_text(json.dumps(results_file()))
+    r = subprocess.run(["make", "--no-print-directory", "table", f"RUNS={runs}"], capture_output=True, text=True,
+                       cwd=ROOT, env=ENV, timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert (runs / "table" / "table.md").is_file()
+
+
+@pytest.mark.slow
+def test_training_warns_of_a_mask_of_another_size_in_one_line(data, tmp_path):
+    import cv2
+    root = copy_dataset(data, tmp_path)
+    mask = root / "gt" / "g 0" / "1.png"
+    cv2.imwrite(str(mask), cv2.resize(cv2.imread(str(mask), 0), (11, 5)))
+    r = run("apps.train", *train_args(data["groups"], root, tmp_path / "run"), "--iters", 2)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    warnings = [x for x in r.stderr.splitlines() if "11x5" in x]
+    assert warnings == [f"warning: {mask}: mask is 11x5, image 80x60; resizing both to 128x64"], r.stderr
