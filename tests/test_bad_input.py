@@ -914,3 +914,31 @@ def test_training_warns_of_a_mask_of_another_size_in_one_line(data, tmp_path):
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     warnings = [x for x in r.stderr.splitlines() if "11x5" in x]
     assert warnings == [f"warning: {mask}: mask is 11x5, image 80x60; resizing both to 128x64"], r.stderr
+
+
+COCO_SEGMENTATIONS = {   # id: (an annotation's segmentation in an 80 x 60 image, words of the message)
+    "a string": ("bad", ["annotation 1", "neither polygons nor an RLE"]),
+    "a polygon of 3 numbers": ([[0, 0, 1]], ["annotation 1", "x, y coordinates"]),
+    "no polygons": ([], ["annotation 1", "x, y coordinates"]),
+    "an RLE of another size": ({"counts": "zz", "size": [5, 5]}, ["annotation 1", "[5, 5]"]),
+    "RLE counts past the image": ({"counts": [99999, 5], "size": [60, 80]}, ["annotation 1", "60 x 80 pixels"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", sorted(COCO_SEGMENTATIONS))
+def test_coco9213_with_a_damaged_segmentation(tmp_path, damage):
+    import cv2
+    import numpy as np
+    segmentation, words = COCO_SEGMENTATIONS[damage]
+    (tmp_path / "coco").mkdir()
+    cv2.imwrite(str(tmp_path / "coco" / "x.jpg"), np.zeros((60, 80, 3), np.uint8))
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "x.jpg", "width": 80, "height": 60}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": segmentation, "area": 3000,
+                         "bbox": [0, 0, 60, 50], "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "a"}]}))
+    r = run("data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", ann, "--out",
+            tmp_path / "out", "--groups", 1, "--images", 1)
+    assert_fails_cleanly(r, ann, *words)
