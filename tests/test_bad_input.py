@@ -942,3 +942,20 @@ def test_coco9213_with_a_damaged_segmentation(tmp_path, damage):
     r = run("data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", ann, "--out",
             tmp_path / "out", "--groups", 1, "--images", 1)
     assert_fails_cleanly(r, ann, *words)
+
+
+@pytest.mark.slow
+def test_a_descriptor_cache_with_damaged_values_is_recomputed(data, tmp_path):
+    import h5py
+    import numpy as np
+    out = tmp_path / "g.jsonl"
+    argv = ["data_prep", "train-groups", "--dataset", "icoseg", "--root", data["root"], "--workers", 1,
+            "--out", out]
+    assert run(*argv).returncode == 0
+    whole = out.read_bytes()
+    with h5py.File(tmp_path / "g.descriptors.h5", "r+") as f:
+        f["descriptor"][0] = np.nan
+    out.unlink()
+    r = run(*argv)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert out.read_bytes() == whole
