@@ -803,10 +803,12 @@ def _group_alive(pgid):
 
 
 @pytest.mark.slow
-def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev, tmp_path, sig):
     """Ctrl-C to the pipeline while a baseline runs with its worker processes: the step (in a
     process group of its own) gets it once and ends its own way, the pipeline ends with one line
-    and 130, and nothing of the step's process group survives; a rerun finishes the maps."""
+    and 130, and nothing of the step's process group survives; a rerun finishes the maps.
+    SIGTERM (kill, timeout) does the same: the step once left running without its parent."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "iCoseg").symlink_to(icoseg_dev)
     argv = ["apps.pipeline", "baselines", "--dataset", "icoseg", "--data-root", tmp_path / "data",
@@ -826,7 +828,7 @@ def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev,
     assert steps, "".join(err)
     time.sleep(1.0)                      # its workers are busy by now
     step_workers = _children(steps[0])
-    p.send_signal(signal.SIGINT)         # the pipeline alone, not its process group
+    p.send_signal(sig)                   # the pipeline alone, not its process group
     err.append(p.stderr.read())
     p.wait(timeout=120)
     err = "".join(err)
