@@ -482,9 +482,24 @@ def train(args):
     return 0
 
 
+class Terminated(Exception):
+    """SIGTERM before the training loop, which has nothing to snapshot yet."""
+
+
+def _terminated(signum, frame):
+    raise Terminated
+
+
 @cli
 def main(argv=None):
-    sys.exit(train(parse_args(argv)))
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)   # until the loop's StopSignals takes it over
+    try:
+        code = train(args)
+    except Terminated:    # the run folder as before: its scratch files removed on the way out
+        print("terminated", file=sys.stderr)
+        code = 128 + signal.SIGTERM
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -961,3 +961,24 @@ def test_a_descriptor_cache_with_damaged_values_is_recomputed(data, tmp_path):
     r = run(*argv)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert out.read_bytes() == whole
+
+
+@pytest.mark.slow
+def test_sigterm_while_training_starts_is_one_line_and_leaves_no_scratch(data, tmp_path):
+    """SIGTERM (kill, timeout) while the solver is being built: one line, 128 + 15, and no
+    scratch folder left in the run folder (the default action killed the process silently)."""
+    out = tmp_path / "run"
+    code = ("import os, signal, sys\n"
+            "import apps.train as t\n"
+            "build = t.build_solver\n"
+            "def slow_start(*a):\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    return build(*a)\n"
+            "t.build_solver = slow_start\n"
+            "t.main(sys.argv[1:])\n")
+    r = subprocess.run([sys.executable, "-c", code, *map(str, train_args(data["groups"], data["root"], out)),
+                        "--iters", "5"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 128 + signal.SIGTERM, (r.returncode, r.stderr)
+    assert r.stderr.strip().splitlines()[-1] == "terminated", r.stderr
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
