@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from core.args import non_negative_int, positive_float, positive_int
+from core.args import non_negative_int, number_in, positive_float, positive_int
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli
 from core.layout import MODELS, SCORE_LAYER, model_files
@@ -295,7 +295,8 @@ def parse_args(argv):
     ap.add_argument("--val-root", help="data root of --val-list (default: --data-root)")
     ap.add_argument("--val-every", type=positive_int, default=1000, help="iterations between validations")
     ap.add_argument("--val-groups", type=positive_int, default=20, help="groups per validation (the list's first)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the data order and of Caffe's fillers")
+    ap.add_argument("--seed", type=number_in(0, 2 ** 32 - 1), default=0,
+                    help="seed of the data order and of Caffe's fillers (Caffe takes 32 bits)")
     ap.add_argument("--cache", action="store_true", help="keep decoded training images in memory")
     ap.add_argument("--workers", type=positive_int, default=2, help="decoding threads of the data layer")
     args = ap.parse_args(argv)

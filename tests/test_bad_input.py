@@ -606,6 +606,8 @@ SETTINGS = [
     (["apps.train", "--base-lr", -0.1], "--base-lr", "> 0"),
     (["apps.train", "--snapshot-every", 0], "--snapshot-every", ">= 1"),
     (["apps.train", "--workers", 0], "--workers", ">= 1"),
+    (["apps.train", "--seed", -1], "--seed", "[0, 4294967295]"),                 # third pass: Caffe's
+    (["apps.train", "--seed", 2 ** 64], "--seed", "[0, 4294967295]"),            # unsigned int
     (["eval", "--workers", 0], "--workers", ">= 1"),
     (["eval", "--vis-groups", -2], "--vis-groups", ">= 0"),
     (["baselines.cbcs", "--workers", 0], "--workers", ">= 1"),
