@@ -613,7 +613,7 @@ SETTINGS = [
     (["baselines.cbcs", "--workers", 0], "--workers", ">= 1"),
     (["apps.predict", "--group-size", 0], "--group-size", ">= 1"),
     (["data_prep", "train-groups", "--workers", 0], "--workers", ">= 1"),
-    (["data_prep", "train-groups", "--neighbours", 0], "--neighbours", ">= 1"),
+    (["data_prep", "train-groups", "--neighbours", 0], "--neighbours", "[1, 999]"),
 ]
 
 
