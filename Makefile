@@ -93,27 +93,30 @@ lock: | $(VENV)/bin/python
 	  --custom-compile-command "make lock" requirements.txt -o requirements.lock
 
 # ---------------------------------------------------------------- the steps
-GPU_ARG := $(if $(GPU),--gpu $(GPU))
+# A variable as one shell word: quoted (paths with spaces), a leading ~/ expanded as the shell would.
+q = '$(subst ','\'',$(patsubst ~/%,$(HOME)/%,$(1)))'
+GPU_ARG := $(if $(GPU),--gpu $(call q,$(GPU)))
 ENGINE  ?= caffe
 
 demo: setup
-	$(PY) -m apps.pipeline demo --runs $(RUNS)/demo
+	$(PY) -m apps.pipeline demo --runs $(call q,$(RUNS)/demo)
 
 demo-ablation: setup
-	$(PY) -m apps.ablation --runs $(RUNS)/ablation
+	$(PY) -m apps.ablation --runs $(call q,$(RUNS)/ablation)
 
 train: setup
-	$(PY) -m apps.pipeline train --data-root $(DATA_ROOT) --vgg16 $(VGG16) --runs $(RUNS) $(GPU_ARG) \
-	  $(if $(ITERS),--iters $(ITERS)) $(if $(RESUME),--resume)
+	$(PY) -m apps.pipeline train --data-root $(call q,$(DATA_ROOT)) --vgg16 $(call q,$(VGG16)) --runs $(call q,$(RUNS)) \
+	  $(GPU_ARG) $(if $(ITERS),--iters $(call q,$(ITERS))) $(if $(RESUME),--resume)
 
 eval: setup
-	$(PY) -m apps.pipeline eval --dataset $(DATASET) --data-root $(DATA_ROOT) --runs $(RUNS) --engine $(ENGINE) $(GPU_ARG)
+	$(PY) -m apps.pipeline eval --dataset $(call q,$(DATASET)) --data-root $(call q,$(DATA_ROOT)) --runs $(call q,$(RUNS)) \
+	  --engine $(call q,$(ENGINE)) $(GPU_ARG)
 
 baselines: setup
-	$(PY) -m apps.pipeline baselines --dataset $(DATASET) --data-root $(DATA_ROOT) --runs $(RUNS)
+	$(PY) -m apps.pipeline baselines --dataset $(call q,$(DATASET)) --data-root $(call q,$(DATA_ROOT)) --runs $(call q,$(RUNS))
 
 table: setup
-	$(PY) -m apps.pipeline table --runs $(RUNS)
+	$(PY) -m apps.pipeline table --runs $(call q,$(RUNS))
 
 # ---------------------------------------------------------------- checks
 # The suite runs on every core (pytest-xdist), four workers at most: the slow tests' full-size nets
@@ -173,5 +176,5 @@ docker-check: setup
 
 # Table 1 end to end: checks the inputs, then baselines, training, evaluation, table (resumable).
 reproduce: setup
-	$(PY) -m apps.pipeline reproduce --data-root $(DATA_ROOT) --vgg16 $(VGG16) --runs $(RUNS) $(GPU_ARG) \
-	  --engine $(ENGINE) $(if $(ITERS),--iters $(ITERS)) $(if $(DRY_RUN),--dry-run)
+	$(PY) -m apps.pipeline reproduce --data-root $(call q,$(DATA_ROOT)) --vgg16 $(call q,$(VGG16)) --runs $(call q,$(RUNS)) \
+	  $(GPU_ARG) --engine $(call q,$(ENGINE)) $(if $(ITERS),--iters $(call q,$(ITERS))) $(if $(DRY_RUN),--dry-run)

@@ -472,9 +472,17 @@ def build_parser():
     return ap
 
 
+def _terminated(signum, frame):
+    """SIGTERM (kill, timeout, docker stop, a cancelled job) ends the pipeline as Ctrl-C does: the
+    running step, in its own process group, gets the interrupt and ends its own way instead of
+    running on without its parent."""
+    raise KeyboardInterrupt
+
+
 @cli
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     args.func(args)
 
 

@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from core.args import non_negative_int, positive_float, positive_int
+from core.args import non_negative_int, number_in, positive_float, positive_int
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli
 from core.layout import MODELS, SCORE_LAYER, model_files
@@ -59,8 +59,13 @@ def run_solver(src, net_path, prefix, max_iter, gpu, overrides=()):
     s = read_solver(src)
     owned = [f for f in netgen.RUN_FIELDS if s.HasField(f)]
     if owned:
-        raise UserError(f"{src}: sets {', '.join(owned)}, which apps.train sets for each run "
-                        "(--out, --snapshot-every, --log-every, --gpu): remove them from the solver")
+        raise UserError(f"{src}: sets {', '.join(owned)}, which apps.train sets for each run (the "
+                        "net, --out, --snapshot-every, --log-every, --gpu, binary snapshots): remove "
+                        "them from the solver")
+    tests = [f for f in ("test_net", "test_net_param") if getattr(s, f)]
+    if tests:
+        raise UserError(f"{src}: sets {', '.join(tests)}: apps.train runs no test nets of a solver "
+                        "(it validates with --val-list); remove them from the solver")
     s = netgen.run_solver(s, net_path, max_iter, gpu, snapshot_prefix=prefix)
     for k, v in overrides:
         setattr(s, k, type(getattr(s, k))(v))
@@ -290,7 +295,8 @@ def parse_args(argv):
     ap.add_argument("--val-root", help="data root of --val-list (default: --data-root)")
     ap.add_argument("--val-every", type=positive_int, default=1000, help="iterations between validations")
     ap.add_argument("--val-groups", type=positive_int, default=20, help="groups per validation (the list's first)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the data order and of Caffe's fillers")
+    ap.add_argument("--seed", type=number_in(0, 2 ** 32 - 1), default=0,
+                    help="seed of the data order and of Caffe's fillers (Caffe takes 32 bits)")
     ap.add_argument("--cache", action="store_true", help="keep decoded training images in memory")
     ap.add_argument("--workers", type=positive_int, default=2, help="decoding threads of the data layer")
     args = ap.parse_args(argv)
@@ -477,9 +483,24 @@ def train(args):
     return 0
 
 
+class Terminated(Exception):
+    """SIGTERM before the training loop, which has nothing to snapshot yet."""
+
+
+def _terminated(signum, frame):
+    raise Terminated
+
+
 @cli
 def main(argv=None):
-    sys.exit(train(parse_args(argv)))
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)   # until the loop's StopSignals takes it over
+    try:
+        code = train(args)
+    except Terminated:    # the run folder as before: its scratch files removed on the way out
+        print("terminated", file=sys.stderr)
+        code = 128 + signal.SIGTERM
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ from .errors import UserError
 from .outputs import atomic_write_text
 
 KEYS = {"group", "images", "masks"}
+# The most images one group of a list may hold: far beyond any net's batch (the paper's is 5),
+# small enough that a mistyped size cannot fill the memory with repeated images.
+MAX_GROUP_SIZE = 1000
 
 
 def parse_group(line, where="<group list>"):

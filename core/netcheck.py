@@ -15,6 +15,7 @@ SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 # Solvers that keep two history blobs per parameter (Caffe's AdaDelta and Adam).
 TWO_HISTORIES = ("AdaDelta", "Adam")
+INT_MAX = 2 ** 31 - 1      # the most values one Caffe blob holds
 ELEMENTWISE = {"ReLU", "Dropout", "Sigmoid", "TanH", "Power", "AbsVal", "BNLL", "ELU", "Exp",
                "Log", "PReLU", "Scale", "Bias", "BatchNorm", "Threshold", "Softmax", "LRN", "MVN"}
 
@@ -171,6 +172,8 @@ def _top_shapes(layer, bottoms):
     t = layer.type
     if t == "Input":
         shapes = [tuple(s.dim) for s in layer.input_param.shape]
+        if len(shapes) not in (1, len(layer.top)):
+            raise _Bad(f"{len(shapes)} shapes for {len(layer.top)} top(s); give shape once, or once per top")
         if any(d < 1 for s in shapes for d in s):
             raise _Bad(f"Input shape {[list(s) for s in shapes]} has a dim < 1")
         return shapes * len(layer.top) if len(shapes) == 1 else shapes
@@ -182,6 +185,8 @@ def _top_shapes(layer, bottoms):
         return _conv(layer, bottoms[0], t == "Deconvolution")
     if t == "Pooling":
         return _pool(layer, bottoms[0])
+    if t == "LRN" and layer.lrn_param.local_size % 2 == 0:
+        raise _Bad(f"local_size {layer.lrn_param.local_size} must be odd")
     if t in ELEMENTWISE or t == "Split":
         return [bottoms[0]] * len(layer.top)
     if t == "Slice":
@@ -221,6 +226,10 @@ def check_shapes(param, path, phase=1):
             raise UserError(f"{path}: layer '{layer.name}' ({layer.type}): {e}") from None
         for i, top in enumerate(layer.top):
             shapes[top] = tops[i] if tops is not None and i < len(tops) else None
+            if shapes[top] is not None and math.prod(shapes[top]) > INT_MAX:
+                raise UserError(f"{path}: layer '{layer.name}' ({layer.type}): top '{top}' of shape "
+                                f"{list(shapes[top])} holds more than {INT_MAX} values, Caffe's limit "
+                                "for one blob; make the input smaller")
     return shapes
 
 
@@ -237,9 +246,33 @@ def _need(ok, path, field, value, valid):
         raise UserError(f"{path}: {field} {value} makes no sense; valid: {valid}")
 
 
+def _check_test_nets(s, path, generic):
+    """Caffe's rules for test nets: one test_iter per test net (a solver with `net` may add
+    test instances of it, one per extra test_iter), test_interval > 0 when there is any,
+    test_state once per test net or not at all. generic: the train net is `net` or
+    `net_param` (a run fills in `net`), whose TEST phase the extra instances are."""
+    tests = len(s.test_net) + len(s.test_net_param)
+    iters = len(s.test_iter)
+    if iters < tests or (not generic and iters != tests):
+        raise UserError(f"{path}: {tests} test net(s) but {iters} test_iter value(s); "
+                        "give test_iter once per test net")
+    if iters:
+        _need(s.test_interval > 0, path, "test_interval", s.test_interval,
+              "> 0 (test_iter asks for tests)")
+    if s.test_state and len(s.test_state) != iters:
+        raise UserError(f"{path}: {len(s.test_state)} test_state value(s) for {iters} test net(s); "
+                        "give test_state once per test net or not at all")
+
+
 def check_solver(s, path):
     """The fields of a parsed SolverParameter that Caffe would abort on, or train nonsense with
     (a negative learning rate ends in a diverging loss with the wrong advice)."""
+    if s.HasField("type") and s.HasField("solver_type"):
+        raise UserError(f"{path}: sets both type and the old solver_type; keep type only")
+    trains = [f for f in ("net", "net_param", "train_net", "train_net_param") if s.HasField(f)]
+    if len(trains) > 1:
+        raise UserError(f"{path}: sets {' and '.join(trains)}; a solver names one train net")
+    _check_test_nets(s, path, generic=not trains or trains[0] in ("net", "net_param"))
     t = solver_type(s)
     if t not in SOLVER_TYPES:
         raise UserError(f'{path}: unknown solver type "{t}"; one of {", ".join(SOLVER_TYPES)}')

@@ -57,7 +57,8 @@ def hdf5_layer(source, batch_size):
 
 
 # Solver fields that belong to a run rather than to a solver file.
-RUN_FIELDS = ("net", "train_net", "snapshot", "snapshot_prefix", "display", "solver_mode", "device_id")
+RUN_FIELDS = ("net", "net_param", "train_net", "train_net_param", "snapshot", "snapshot_prefix",
+              "snapshot_format", "display", "solver_mode", "device_id")
 
 
 def run_solver(solver_param, net_path, max_iter, gpu=None, **fields):

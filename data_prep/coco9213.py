@@ -82,8 +82,29 @@ def _load_coco(annotations, keep=None):
         raise UserError(f"{path}: not a COCO instances file ({type(e).__name__}: {e})") from None
 
 
+def _segmentation_problem(segmentation, h, w):
+    """What makes an annotation's segmentation unusable for an h x w image (None: nothing):
+    pycocotools would raise a bare Exception or return a mask of another size."""
+    if isinstance(segmentation, list):
+        ok = segmentation and all(isinstance(p, list) and p and
+                                  all(isinstance(v, (int, float)) for v in p) for p in segmentation)
+        # pycocotools reads the list as polygons when the first has more than 4 numbers, as boxes
+        # when it has 4
+        ok = ok and (len(segmentation[0]) > 4 or all(len(p) == 4 for p in segmentation))
+        return None if ok else "its polygons are not lists of x, y coordinates"
+    if not isinstance(segmentation, dict) or not isinstance(segmentation.get("counts"), (list, str)):
+        return "it is neither polygons nor an RLE with 'counts'"
+    if list(segmentation.get("size", ())) != [h, w]:
+        return f"its RLE size {segmentation.get('size')} is not the image's [{h}, {w}]"
+    counts = segmentation["counts"]
+    if isinstance(counts, list) and (not all(isinstance(n, int) and n >= 0 for n in counts) or sum(counts) != h * w):
+        return f"its RLE counts do not cover the image's {h} x {w} pixels"
+    return None
+
+
 def _instance_mask(segmentation, h, w):
-    """One annotation's mask (uint8 0/1) from its polygons or RLE (pycocotools.mask)."""
+    """One annotation's mask (uint8 0/1) from its polygons or RLE (pycocotools.mask);
+    check it with _segmentation_problem first."""
     from pycocotools import mask as mask_utils
     if isinstance(segmentation, list):                        # polygons
         rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
@@ -217,7 +238,15 @@ def build_coco9213(coco_root, annotations, out_dir, n_groups=65, n_images=9213,
                 warnings.simplefilter("ignore", DeprecationWarning)
                 for a in coco.imgToAnns[img_id]:
                     if a["category_id"] == c and "segmentation" in a:
-                        mask |= _instance_mask(a["segmentation"], h, w).astype(np.uint8)
+                        problem = _segmentation_problem(a["segmentation"], h, w)
+                        if not problem:
+                            try:
+                                mask |= _instance_mask(a["segmentation"], h, w).astype(np.uint8)
+                            except ValueError as e:      # a compressed RLE that does not decode
+                                problem = str(e)
+                        if problem:
+                            raise UserError(f"{annotations}: annotation {a.get('id')} of image {img_id}: "
+                                            f"segmentation unusable ({problem})")
             write_png(gt, mask * 255)
     selection = {"parameters": params,
                  "groups": {names[c]: {"category_id": c, "image_ids": sorted(chosen[c])}

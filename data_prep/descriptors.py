@@ -248,7 +248,9 @@ def load_cache(cache_path):
             desc = f["descriptor"][:]
     except (OSError, KeyError, ValueError):
         return {}
-    return dict(zip(keys, desc))
+    if desc.ndim != 2 or desc.shape != (len(keys), DIM):
+        return {}
+    return {k: d for k, d in zip(keys, desc) if np.isfinite(d).all()}   # a damaged entry: recomputed
 
 
 def save_cache(cache_path, entries):

@@ -94,12 +94,12 @@ def register(subparsers):
 
 def _cmd_groups(args):
     from core.errors import UserError
-    from core.grouplist import write_group_list
+    from core.grouplist import MAX_GROUP_SIZE, write_group_list
     from core.outputs import prepare_out_file
     from .datasets import load_for_cli
 
-    if args.group_size < 1:
-        raise UserError(f"--group-size must be at least 1, got {args.group_size}")
+    if not 1 <= args.group_size <= MAX_GROUP_SIZE:
+        raise UserError(f"--group-size must be in [1, {MAX_GROUP_SIZE}], got {args.group_size}")
     prepare_out_file(args.out)      # before the dataset is read
     ds = load_for_cli(args)
     groups = make_test_groups(ds, args.group_size, args.seed)

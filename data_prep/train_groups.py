@@ -27,8 +27,8 @@ import sys
 import numpy as np
 
 from core.errors import UserError
-from core.grouplist import write_group_list
-from core.args import positive_int
+from core.grouplist import MAX_GROUP_SIZE, write_group_list
+from core.args import number_in, positive_int
 from core.outputs import prepare_out_file
 from core.workers import available_cpus
 
@@ -163,7 +163,8 @@ def register(subparsers):
     p.add_argument("--dataset", required=True, help="dataset name (see data_prep.datasets)")
     p.add_argument("--root", required=True, help="dataset folder; group-list paths are relative to it")
     p.add_argument("--out", required=True, help="group list to write (.jsonl)")
-    p.add_argument("--neighbours", type=positive_int, default=4, help="neighbours per image (default 4: groups of 5)")
+    p.add_argument("--neighbours", type=number_in(1, MAX_GROUP_SIZE - 1), default=4,
+                   help="neighbours per image (default 4: groups of 5)")
     p.add_argument("--same-class", action="store_true",
                    help="take neighbours only from the image's own dataset group")
     p.add_argument("--workers", type=positive_int, default=available_cpus(),

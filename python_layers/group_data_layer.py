@@ -30,8 +30,8 @@ import collections
 import concurrent.futures
 import json
 import os
+import sys
 import threading
-import warnings
 
 import caffe
 import numpy as np
@@ -138,8 +138,8 @@ class GroupLoader:
             with self._lock:
                 if key not in self._warned:
                     self._warned.add(key)
-                    warnings.warn(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, image "
-                                  f"{img.shape[1]}x{img.shape[0]}; resizing both to {w}x{h}")
+                    print(f"warning: {mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, image "
+                          f"{img.shape[1]}x{img.shape[0]}; resizing both to {w}x{h}", file=sys.stderr)
         pair = (image_to_blob(img, h, w, self.p["mean"]), mask_to_blob(mask, h, w))
         if self._cache is not None:
             self._cache[key] = pair

@@ -354,6 +354,12 @@ DEPLOY_EDITS = {   # id: (old, new, words of the message)
         ["'gd'", "param_str is not valid JSON"]),
     "two layers of one name": ('name: "conv1_2" type: "Convolution"', 'name: "conv1_1" type: "Convolution"',
                                ["conv1_1", "unique"]),
+    # third pass
+    "two Input shapes for one top": ("dim: 128 } }", "dim: 128 } shape { dim: 1 } }", ["'data'", "2 shapes for 1 top"]),
+    "a blob over Caffe's size limit": ("dim: 64 dim: 128", "dim: 60000 dim: 60000", ["'data'", "2147483647"]),
+    "LRN of an even size": ('layer { name: "relu1_1"', 'layer { name: "lrn" type: "LRN" bottom: "conv1_1" '
+                            'top: "lrn" lrn_param { local_size: 4 } }\nlayer { name: "relu1_1"',
+                            ["'lrn'", "local_size 4 must be odd"]),
 }
 
 
@@ -375,6 +381,18 @@ SOLVER_EDITS = {
     "step without stepsize": ('lr_policy: "fixed"', 'lr_policy: "step" gamma: 0.1', ["stepsize", "> 0"]),
     "negative base_lr": ("base_lr:", "base_lr: -1 #", ["base_lr", "> 0"]),
     "momentum 1.5": ("momentum:", "momentum: 1.5 #", ["momentum", "[0, 1)"]),
+    # third pass: fields Caffe aborts on, and snapshots apps.train cannot point to
+    "a net of its own": ('lr_policy: "fixed"', 'lr_policy: "fixed" net_param { name: "x" }',
+                         ["net_param", "remove them"]),
+    "type and the old solver_type": ('lr_policy: "fixed"', 'lr_policy: "fixed" solver_type: ADAM',
+                                     ["solver_type", "keep type only"]),
+    "test_iter without test_interval": ('lr_policy: "fixed"', 'lr_policy: "fixed" test_iter: 1',
+                                        ["test_interval", "> 0"]),
+    "test_state without a test net": ('lr_policy: "fixed"', 'lr_policy: "fixed" test_state { stage: "x" }',
+                                      ["test_state", "once per test net"]),
+    "a test net file": ('lr_policy: "fixed"', 'lr_policy: "fixed" test_net: "nothere.prototxt" test_iter: 1 '
+                        'test_interval: 1', ["test_net", "--val-list"]),
+    "HDF5 snapshots": ('lr_policy: "fixed"', 'lr_policy: "fixed" snapshot_format: HDF5', ["snapshot_format"]),
 }
 
 
@@ -588,12 +606,14 @@ SETTINGS = [
     (["apps.train", "--base-lr", -0.1], "--base-lr", "> 0"),
     (["apps.train", "--snapshot-every", 0], "--snapshot-every", ">= 1"),
     (["apps.train", "--workers", 0], "--workers", ">= 1"),
+    (["apps.train", "--seed", -1], "--seed", "[0, 4294967295]"),                 # third pass: Caffe's
+    (["apps.train", "--seed", 2 ** 64], "--seed", "[0, 4294967295]"),            # unsigned int
     (["eval", "--workers", 0], "--workers", ">= 1"),
     (["eval", "--vis-groups", -2], "--vis-groups", ">= 0"),
     (["baselines.cbcs", "--workers", 0], "--workers", ">= 1"),
     (["apps.predict", "--group-size", 0], "--group-size", ">= 1"),
     (["data_prep", "train-groups", "--workers", 0], "--workers", ">= 1"),
-    (["data_prep", "train-groups", "--neighbours", 0], "--neighbours", ">= 1"),
+    (["data_prep", "train-groups", "--neighbours", 0], "--neighbours", "[1, 999]"),
 ]
 
 
@@ -785,10 +805,12 @@ def _group_alive(pgid):
 
 
 @pytest.mark.slow
-def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev, tmp_path, sig):
     """Ctrl-C to the pipeline while a baseline runs with its worker processes: the step (in a
     process group of its own) gets it once and ends its own way, the pipeline ends with one line
-    and 130, and nothing of the step's process group survives; a rerun finishes the maps."""
+    and 130, and nothing of the step's process group survives; a rerun finishes the maps.
+    SIGTERM (kill, timeout) does the same: the step once left running without its parent."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "iCoseg").symlink_to(icoseg_dev)
     argv = ["apps.pipeline", "baselines", "--dataset", "icoseg", "--data-root", tmp_path / "data",
@@ -808,7 +830,7 @@ def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev,
     assert steps, "".join(err)
     time.sleep(1.0)                      # its workers are busy by now
     step_workers = _children(steps[0])
-    p.send_signal(signal.SIGINT)         # the pipeline alone, not its process group
+    p.send_signal(sig)                   # the pipeline alone, not its process group
     err.append(p.stderr.read())
     p.wait(timeout=120)
     err = "".join(err)
@@ -853,3 +875,112 @@ def test_workers_end_with_a_killed_parent(icoseg_dev, tmp_path):
     maps = sorted(out.rglob("*.png"))
     time.sleep(2.0)
     assert sorted(out.rglob("*.png")) == maps, "maps still being written after the parent died"
+
+
+# ---------------------------------------------------------------- third pass
+def _limited_memory():
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))   # a regression fails, not the machine
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command,option,valid", [("groups", "--group-size", "[1, 1000]"),
+                                                  ("train-groups", "--neighbours", "[1, 999]")])
+def test_a_group_size_that_would_fill_the_memory_is_refused(data, tmp_path, command, option, valid):
+    argv = [sys.executable, "-m", "data_prep", command, "--dataset", "icoseg", "--root", str(data["root"]),
+            "--out", str(tmp_path / "g.jsonl"), option, "1000000000"]
+    if command == "train-groups":
+        argv += ["--workers", "1"]
+    r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300,
+                       preexec_fn=_limited_memory)
+    assert_fails_cleanly(r, option, valid)
+    assert not (tmp_path / "g.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_make_takes_paths_with_spaces_and_quotes(tmp_path):
+    runs = tmp_path / "it's a runs folder"
+    (runs / "eval" / "icoseg").mkdir(parents=True)
+    (runs / "eval" / "icoseg" / "results.json").write_text(json.dumps(results_file()))
+    r = subprocess.run(["make", "--no-print-directory", "table", f"RUNS={runs}"], capture_output=True, text=True,
+                       cwd=ROOT, env=ENV, timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert (runs / "table" / "table.md").is_file()
+
+
+@pytest.mark.slow
+def test_training_warns_of_a_mask_of_another_size_in_one_line(data, tmp_path):
+    import cv2
+    root = copy_dataset(data, tmp_path)
+    mask = root / "gt" / "g 0" / "1.png"
+    cv2.imwrite(str(mask), cv2.resize(cv2.imread(str(mask), 0), (11, 5)))
+    r = run("apps.train", *train_args(data["groups"], root, tmp_path / "run"), "--iters", 2)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    warnings = [x for x in r.stderr.splitlines() if "11x5" in x]
+    assert warnings == [f"warning: {mask}: mask is 11x5, image 80x60; resizing both to 128x64"], r.stderr
+
+
+COCO_SEGMENTATIONS = {   # id: (an annotation's segmentation in an 80 x 60 image, words of the message)
+    "a string": ("bad", ["annotation 1", "neither polygons nor an RLE"]),
+    "a polygon of 3 numbers": ([[0, 0, 1]], ["annotation 1", "x, y coordinates"]),
+    "no polygons": ([], ["annotation 1", "x, y coordinates"]),
+    "an RLE of another size": ({"counts": "zz", "size": [5, 5]}, ["annotation 1", "[5, 5]"]),
+    "RLE counts past the image": ({"counts": [99999, 5], "size": [60, 80]}, ["annotation 1", "60 x 80 pixels"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", sorted(COCO_SEGMENTATIONS))
+def test_coco9213_with_a_damaged_segmentation(tmp_path, damage):
+    import cv2
+    import numpy as np
+    segmentation, words = COCO_SEGMENTATIONS[damage]
+    (tmp_path / "coco").mkdir()
+    cv2.imwrite(str(tmp_path / "coco" / "x.jpg"), np.zeros((60, 80, 3), np.uint8))
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "x.jpg", "width": 80, "height": 60}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": segmentation, "area": 3000,
+                         "bbox": [0, 0, 60, 50], "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "a"}]}))
+    r = run("data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", ann, "--out",
+            tmp_path / "out", "--groups", 1, "--images", 1)
+    assert_fails_cleanly(r, ann, *words)
+
+
+@pytest.mark.slow
+def test_a_descriptor_cache_with_damaged_values_is_recomputed(data, tmp_path):
+    import h5py
+    import numpy as np
+    out = tmp_path / "g.jsonl"
+    argv = ["data_prep", "train-groups", "--dataset", "icoseg", "--root", data["root"], "--workers", 1,
+            "--out", out]
+    assert run(*argv).returncode == 0
+    whole = out.read_bytes()
+    with h5py.File(tmp_path / "g.descriptors.h5", "r+") as f:
+        f["descriptor"][0] = np.nan
+    out.unlink()
+    r = run(*argv)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert out.read_bytes() == whole
+
+
+@pytest.mark.slow
+def test_sigterm_while_training_starts_is_one_line_and_leaves_no_scratch(data, tmp_path):
+    """SIGTERM (kill, timeout) while the solver is being built: one line, 128 + 15, and no
+    scratch folder left in the run folder (the default action killed the process silently)."""
+    out = tmp_path / "run"
+    code = ("import os, signal, sys\n"
+            "import apps.train as t\n"
+            "build = t.build_solver\n"
+            "def slow_start(*a):\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    return build(*a)\n"
+            "t.build_solver = slow_start\n"
+            "t.main(sys.argv[1:])\n")
+    r = subprocess.run([sys.executable, "-c", code, *map(str, train_args(data["groups"], data["root"], out)),
+                        "--iters", "5"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 128 + signal.SIGTERM, (r.returncode, r.stderr)
+    assert r.stderr.strip().splitlines()[-1] == "terminated", r.stderr
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
