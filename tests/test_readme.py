@@ -1,8 +1,9 @@
 """The README's sections that the project's files point to (README "Network", README, "Deviations",
 README 'Datasets') exist, so that a section lost in an edit is caught, as are the sections the
 project promises its users."""
+import os
+import pathlib
 import re
-import subprocess
 
 from core.layout import PROJECT_ROOT as ROOT
 
@@ -15,20 +16,25 @@ def headings():
     return [m.group(1).strip() for m in re.finditer(r"^#{2,3} (.+)$", (ROOT / "README.md").read_text(), re.M)]
 
 
+# The project's own text files: not the venv, caches, data or results (a clean copy has no .git).
+SKIPPED_DIRS = {"__pycache__", "runs", "data", "out", "dist", "build"}
+TEXT = {".py", ".prototxt", ".sh", ".md", ".txt", ".toml", ".cfg"}
+
+
 def references():
-    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, text=True,
-                           check=True).stdout.split("\0")
     found = {}
-    for rel in filter(None, files):
-        path = ROOT / rel
-        if not path.is_file() or path.suffix in (".png", ".jpg", ".caffemodel", ".h5", ".lock"):
-            continue
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError:
-            continue
-        for m in REFERENCE.finditer(text):
-            found.setdefault(m.group(1), rel)
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = sorted(d for d in dirs if not (d.startswith(".") or d in SKIPPED_DIRS or d.endswith(".egg-info")))
+        for name in sorted(files):
+            path = pathlib.Path(folder) / name
+            if path.suffix not in TEXT and name not in ("Makefile", "Dockerfile"):
+                continue
+            try:
+                text = path.read_text()
+            except (UnicodeDecodeError, OSError):
+                continue
+            for m in REFERENCE.finditer(text):
+                found.setdefault(m.group(1), str(path.relative_to(ROOT)))
     return found
 
 
