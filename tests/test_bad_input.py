@@ -180,7 +180,7 @@ def results_file(**changes):
     run_ = {"dataset": "icoseg", "paper_dataset": "iCoseg", "normalization": "minmax", "groups": 1,
             "images": 2, "skipped_no_gt": 0, "methods": [method]}
     for key, value in changes.items():
-        (run_ if key in ("dataset", "images", "paper_dataset") else method)[key] = value
+        (run_ if key in ("dataset", "images", "paper_dataset", "normalization") else method)[key] = value
     return {"format": FORMAT, "runs": [run_] if changes.get("runs", True) else []}
 
 
@@ -196,7 +196,34 @@ RESULTS_DAMAGE = {   # id: (text of the file, words of the message)
     "method name a number": (json.dumps(results_file(name=5)), ["'name'"]),
     "empty": ("", ["not valid JSON"]),
     "cut short": (json.dumps(results_file())[:120], ["not valid JSON"]),
+    "normalization a list": (json.dumps(results_file(normalization=["minmax"])), ["normalization", "minmax, raw"]),
 }
+
+
+def _three_datasets(metrics):
+    """results.json of Table 1's three datasets, the second with `metrics` (Section 3.4's averages)."""
+    res = results_file()
+    res["runs"] = [dict(res["runs"][0], dataset=d, paper_dataset=p, methods=[dict(res["runs"][0]["methods"][0])])
+                   for d, p in (("icoseg", "iCoseg"), ("msrc", "MSRC"), ("cosal2015", "Cosal2015"))]
+    res["runs"][1]["methods"][0]["metrics"] = metrics
+    return res
+
+
+# Files the checks accept (null metrics, fields of older files absent): their table is made.
+RESULTS_ACCEPTED = {
+    "paper values without paper_method": results_file(paper={"mF": 0.5, "AUC": 0.9, "MAE": 0.1}),
+    "a metric null on one of three datasets": _three_datasets({"mF": None, "AUC": 0.8, "MAE": 0.2}),
+    "a metric absent on one of three datasets": _three_datasets({"AUC": 0.8, "MAE": 0.2}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESULTS_ACCEPTED))
+def test_eval_table_of_an_accepted_results_file(tmp_path, case):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(RESULTS_ACCEPTED[case]))
+    r = run("eval", "table", "--results", path, "--out", tmp_path / "table")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert (tmp_path / "table" / "table.md").is_file()
 
 
 @pytest.mark.slow
