@@ -519,6 +519,41 @@ def test_weights_given_as_a_folder(data, tmp_path, command):
     assert not (tmp_path / "out").exists()
 
 
+
+def _conv1_2_blob(blob):
+    return next(x for x in blob.layer if x.name == "conv1_2").blobs[0]
+
+
+# A caffemodel whose conv1_2 weights disagree with themselves or with the net in ways Caffe's
+# copy aborts on (Blob::ShapeEquals, Blob::FromProto): id -> (edit of the blob, words).
+WEIGHT_BLOB_DAMAGE = {
+    "values cut short": (lambda b: b.data.__delitem__(slice(10, None)), ["conv1_2", "holds 10 values"]),
+    "no values": (lambda b: b.data.__delitem__(slice(None)), ["conv1_2", "holds 0 values"]),
+    "double values of another count": (lambda b: b.double_data.extend([0.0] * 5), ["conv1_2", "holds 5 values"]),
+    "shape flattened": (lambda b: b.shape.dim.__setitem__(slice(None), [576]), ["conv1_2", "(576,)"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict caffe", "predict opencv", "train"])
+@pytest.mark.parametrize("damage", sorted(WEIGHT_BLOB_DAMAGE))
+def test_weights_whose_blob_values_do_not_fit(data, tmp_path, command, damage):
+    from core.netio import read_weights
+    edit, words = WEIGHT_BLOB_DAMAGE[damage]
+    weights = read_weights(data["weights"]["single"])
+    edit(_conv1_2_blob(weights))
+    path = tmp_path / "damaged.caffemodel"
+    path.write_bytes(weights.SerializeToString())
+    argv = commands(data, tmp_path / "out")["predict" if command.startswith("predict") else "train"]
+    if command == "train":
+        argv = argv + ["--init", path]
+    else:
+        argv = argv[:2] + [path] + argv[3:] + ["--engine", command.split()[1]]
+    r = run(*argv)
+    assert_fails_cleanly(r, path, *words)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 # ---------------------------------------------------------------- 3. run folders move
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["moved", "copied"])
