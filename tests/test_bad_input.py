@@ -435,7 +435,7 @@ def test_train_with_a_nonsense_solver(data, tmp_path, edit):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "another model's"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "another model's", "a history blob cut short"])
 def test_resume_from_a_damaged_solverstate(data, tmp_path, damage):
     run_dir = tmp_path / "run"
     shutil.copytree(data["run"], run_dir)
@@ -444,6 +444,11 @@ def test_resume_from_a_damaged_solverstate(data, tmp_path, damage):
         truncate(state, 0.3)
     elif damage == "garbage":
         state.write_bytes(b"\x08\x96\x01" + os.urandom(200))
+    elif damage == "a history blob cut short":      # whole protobuf, a blob's values not
+        from core.netio import read_solverstate
+        parsed = read_solverstate(state)
+        del parsed.history[3].data[5:]
+        state.write_bytes(parsed.SerializeToString())
     else:   # a snapshot of the group model put in place of this run's
         other = tmp_path / "group"
         r = run("apps.train", *train_args(data["groups"], data["root"], other, model="group"), "--iters", 1)
