@@ -1051,3 +1051,22 @@ def test_sigterm_while_training_starts_is_one_line_and_leaves_no_scratch(data, t
     assert r.returncode == 128 + signal.SIGTERM, (r.returncode, r.stderr)
     assert r.stderr.strip().splitlines()[-1] == "terminated", r.stderr
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("case", ["data not found", "data without images", "out under a file", "out read-only"])
+def test_gpu_check_refuses_its_data_and_out_before_the_work(tmp_path, case):
+    """--data given is used or refused, never replaced by toy groups; --out is checked before
+    the check's minutes of work, not after."""
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    argv, fault, names = {
+        "data not found": (["--write-bundle", tmp_path / "b", "--data", tmp_path / "nothere"], None,
+                           ["nothere", "not found"]),
+        "data without images": (["--write-bundle", tmp_path / "b", "--data", tmp_path / "empty"], None,
+                                ["empty", "no image folder"]),
+        "out under a file": (["--cpu", "--out", tmp_path / "file" / "o"], None, ["file", "is a file"]),
+        "out read-only": (["--cpu", "--out", tmp_path / "o"], ("erofs", tmp_path), ["o", "cannot write"]),
+    }[case]
+    r = run("apps.gpu_check", *argv, fault=fault, timeout=60)
+    assert_fails_cleanly(r, *names)
+    assert not (tmp_path / "b").exists()
