@@ -323,7 +323,25 @@ def test_a_damaged_step_record_is_not_finished_maps(tmp_path):
     (stamps / "CBCS.json").write_text('{"argv": ["baselines.cbcs"]}')
     (stamps / "CSHS.json").write_text('{"argv": [')
     (stamps / "Ours.json").write_text("[]")
+    for name in ("CBCS", "CSHS", "Ours"):
+        (tmp_path / "maps" / "icoseg" / name).mkdir(parents=True)
     assert list(Steps(tmp_path).finished_maps("icoseg")) == ["CBCS"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("deleted", ["maps/icoseg/CSHS", "eval/icoseg/results.json"])
+def test_a_pipeline_step_whose_output_was_deleted_runs_again(data, tmp_path, deleted):
+    """A rerun makes again what a finished step made and the user deleted, instead of calling
+    the step done and failing every later step (or every later rerun) for want of it."""
+    runs = tmp_path / "runs"
+    argv = ["apps.pipeline", "baselines", "--dataset", "icoseg", "--root", data["root"], "--runs", runs]
+    assert run(*argv).returncode == 0
+    path = runs / deleted
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+    r = run(*argv)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert path.exists()
+    assert run("apps.pipeline", "table", "--runs", runs).returncode == 0
 
 
 @pytest.mark.slow
