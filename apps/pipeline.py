@@ -12,9 +12,8 @@ project, printed before it runs, so any step can be rerun by hand. A finished st
 <runs>/.steps/<step>.json, holding its command and the size and modification time of its inputs;
 a rerun skips every step whose stamp still matches (a changed input, e.g. retrained weights, redoes
 the steps that read it, and a deleted output its step; delete a stamp to redo its step). An
-interrupted training resumes from
-its last snapshot. Paths under the runs folder are recorded relative to it, so a runs folder can
-be moved (or mounted elsewhere in Docker) and continued.
+interrupted training resumes from its last snapshot. Paths under the runs folder are recorded
+relative to it, so a runs folder can be moved (or mounted elsewhere in Docker) and continued.
 """
 import argparse
 import json
