@@ -374,6 +374,52 @@ def test_msrc_convert_with_nothing_to_convert_leaves_no_marker(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def _msrc_release(folder):
+    """A raw MSRC-v2 release of two groups (a cow, a car on a road)."""
+    import cv2
+    import numpy as np
+    colour = {"grass": (0, 128, 0), "cow": (0, 0, 128), "road": (128, 64, 128), "car": (64, 0, 128)}
+    (folder / "Images").mkdir(parents=True)
+    (folder / "GroundTruth").mkdir()
+    for stem, regions in {"1_1_s": [("cow", 2, 10)], "1_2_s": [("cow", 5, 8)],
+                          "10_1_s": [("road", 0, 5), ("car", 8, 12)]}.items():
+        cv2.imwrite(str(folder / "Images" / f"{stem}.bmp"), np.full((20, 30, 3), 90, np.uint8))
+        gt = np.zeros((20, 30, 3), np.uint8)
+        gt[:] = colour["grass"][::-1]
+        for name, y0, y1 in regions:
+            gt[y0:y1, 3:9] = colour[name][::-1]
+        cv2.imwrite(str(folder / "GroundTruth" / f"{stem}_GT.bmp"), gt)
+
+
+@pytest.mark.parametrize("out", [".", "Images", "GroundTruth/x", "..", "a folder of other files"])
+def test_msrc_convert_refuses_an_output_folder_of_the_release(tmp_path, out):
+    """The converted images/ beside or inside the release's Images/ would damage the release
+    (its folders are found case-insensitively): refused before anything is written."""
+    release = tmp_path / "release"
+    _msrc_release(release)
+    if out == "a folder of other files":
+        out = tmp_path / "other"
+        out.mkdir()
+        (out / "notes.txt").write_text("x")
+    else:
+        out = release / out
+    before = files_of(tmp_path)
+    r = run("data_prep", "msrc-convert", "--root", release, "--out", out)
+    assert_fails_cleanly(r, "--out")
+    assert files_of(tmp_path) == before and sorted(os.listdir(release)) == ["GroundTruth", "Images"]
+
+
+def test_a_failed_msrc_reconversion_does_not_look_complete(tmp_path):
+    release = tmp_path / "release"
+    _msrc_release(release)
+    assert run("data_prep", "msrc-convert", "--root", release).returncode == 0
+    assert run("data_prep", "summary", "--dataset", "msrc-raw", "--root", release).returncode == 0
+    r = run("data_prep", "msrc-convert", "--root", release, fault=("enospc", release / "cosal" / "images" / "10_car"))
+    assert_fails_cleanly(r, "10_1_s.bmp", "No space left")
+    assert_fails_cleanly(run("data_prep", "summary", "--dataset", "msrc-raw", "--root", release), "msrc-convert")
+    assert run("data_prep", "msrc-convert", "--root", release).returncode == 0
+
+
 # ---------------------------------------------------------------- 2. files Caffe would abort on
 def edited(tmp_path, src, old, new, count=1):
     text = pathlib.Path(src).read_text()
