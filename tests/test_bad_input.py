@@ -882,6 +882,15 @@ def test_cshs_and_the_e_measure_take_a_one_pixel_image():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("module", ["baselines.cbcs", "baselines.cshs"])
+def test_a_group_named_twice_is_run_once(data, tmp_path, module):
+    r = run(module, "--dataset", "icoseg", "--root", data["root"], "--out", tmp_path / "maps", "--workers", 1,
+            "--group", "g 1", "--group", "g 1")
+    assert r.returncode == 0, r.stderr
+    assert ": 5 maps written" in r.stderr.strip().splitlines()[-1], r.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["cbcs", "train-groups", "predict"])
 def test_names_that_are_not_utf8_are_skipped_and_counted(data, tmp_path, command):
     root = copy_dataset(data, tmp_path)
