@@ -63,11 +63,24 @@ DEMO = {"size": "64x128", "train_groups": 3000, "test_groups": 100, "seed": 0, "
 
 
 # ---------------------------------------------------------------- steps and their stamps
+def runs_folder(runs):
+    """--runs as an absolute path, refused when empty (make ... RUNS=) or when it is the
+    project's folder or above it: the steps would write eval/, maps/ and the run folders among
+    the project's own files."""
+    if not str(runs).strip():
+        raise UserError("--runs is empty: give the runs folder (make ... RUNS=runs)")
+    runs = pathlib.Path(runs).absolute()
+    if PROJECT_ROOT.resolve().is_relative_to(runs.resolve()):
+        raise UserError(f"{runs}: is the project's folder or above it; give --runs a folder of its own "
+                        "(default: runs)")
+    return runs
+
+
 class Steps:
     """Runs the project's commands as steps under one runs folder and remembers which are done."""
 
     def __init__(self, runs, dry_run=False):
-        self.runs = pathlib.Path(runs).absolute()
+        self.runs = runs_folder(runs)
         if self.runs.exists() and not self.runs.is_dir():
             raise UserError(f"{self.runs}: is a file, not a runs folder; give --runs a folder")
         self.dry_run = dry_run
@@ -490,6 +503,7 @@ def _terminated(signum, frame):
 @cli
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    runs_folder(args.runs)      # before the other inputs: a mistake here is the one to name
     signal.signal(signal.SIGTERM, _terminated)
     args.func(args)
 

@@ -1143,3 +1143,26 @@ def test_gpu_check_refuses_its_data_and_out_before_the_work(tmp_path, case):
     r = run("apps.gpu_check", *argv, fault=fault, timeout=60)
     assert_fails_cleanly(r, *names)
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("argv", [["apps.pipeline", "table", "--runs", ""], ["apps.pipeline", "table", "--runs", "."],
+                                  ["apps.pipeline", "baselines", "--dataset", "icoseg", "--runs", " "],
+                                  ["apps.ablation", "--runs", ""]], ids=["empty", "project", "blank", "ablation"])
+def test_a_runs_folder_that_is_empty_or_the_project_is_refused(argv):
+    """make table RUNS= would read and write eval/ and maps/ among the project's own folders."""
+    before = sorted(os.listdir(ROOT))
+    r = run(*argv, timeout=60)
+    assert_fails_cleanly(r, "--runs")
+    assert sorted(os.listdir(ROOT)) == before
+
+
+def test_ablation_runs_a_seed_or_placement_named_twice_once(monkeypatch, tmp_path):
+    import apps.ablation as A
+    done = []
+    monkeypatch.setattr(A, "benchmark", lambda d, placement, cfg: ({"test": None}, {}))
+    monkeypatch.setattr(A, "train_seed", lambda steps, roots, lists, n, seed: done.append((steps.runs.parent.name, seed)))
+    monkeypatch.setattr(A, "evaluate_seed", lambda *a: {})
+    monkeypatch.setattr(A, "summarise", lambda per_seed: ({}, {}))
+    monkeypatch.setattr(A, "plot_pr", lambda curves: b"")
+    A.run_ablation(A.parse_args(["--runs", str(tmp_path), "--seeds", "0", "0", "--placements", "free", "free"]))
+    assert done == [("free", 0)]
