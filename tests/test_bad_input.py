@@ -1166,3 +1166,27 @@ def test_ablation_runs_a_seed_or_placement_named_twice_once(monkeypatch, tmp_pat
     monkeypatch.setattr(A, "plot_pr", lambda curves: b"")
     A.run_ablation(A.parse_args(["--runs", str(tmp_path), "--seeds", "0", "0", "--placements", "free", "free"]))
     assert done == [("free", 0)]
+
+
+def test_ctrl_c_inside_a_weakref_callback_is_not_lost(tmp_path):
+    """Ctrl-C that lands where Python ignores exceptions (a weakref callback, as h5py's object
+    registry runs during gpu_check --write-bundle) is one line and 130, not an 'Exception
+    ignored' traceback and a command that goes on to exit 0."""
+    script = tmp_path / "weakref_ctrl_c.py"
+    script.write_text(
+        "import os, signal, time, weakref\n"
+        "from core.errors import cli\n"
+        "class Blob: pass\n"
+        "def callback(_):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    for _ in range(100000): pass\n"
+        "@cli\n"
+        "def main():\n"
+        "    blob = Blob()\n"
+        "    ref = weakref.ref(blob, callback)\n"
+        "    del blob\n"
+        "    time.sleep(3)\n"
+        "    print('finished')\n"
+        "main()\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
+    assert (r.returncode, r.stderr.strip(), r.stdout) == (130, "interrupted", ""), r.stderr
