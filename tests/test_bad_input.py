@@ -1190,3 +1190,16 @@ def test_ctrl_c_inside_a_weakref_callback_is_not_lost(tmp_path):
         "main()\n")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
     assert (r.returncode, r.stderr.strip(), r.stdout) == (130, "interrupted", ""), r.stderr
+
+
+@pytest.mark.slow
+def test_a_run_that_failed_before_its_first_snapshot_can_be_started_again(data, tmp_path):
+    """A training that stops on a data error before any snapshot leaves its own files (the
+    prototxts, loss.csv, ratios.csv): a rerun of the same command starts it anew, no --force."""
+    out = tmp_path / "run"
+    (out / "snapshots").mkdir(parents=True)
+    for name in ("train.prototxt", "solver.prototxt", "loss.csv", "ratios.csv", "ratios.png"):
+        (out / name).write_text("x")
+    r = run("apps.train", *train_args(data["groups"], data["root"], out), "--iters", 1)
+    assert r.returncode == 0, r.stderr
+    assert (out / "latest.json").is_file()
