@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from apps.pipeline import Steps, evaluate, predict, train_stage
+from apps.pipeline import Steps, evaluate, predict, runs_folder, train_stage
 from core.errors import UserError, cli
 from core.layout import MODELS, run_dir
 from core.outputs import write_together
@@ -123,8 +123,10 @@ def plot_pr(curves):
 
 
 def run_ablation(args):
-    d = os.path.abspath(args.runs)
+    d = str(runs_folder(args.runs))
     cfg = dict(ABLATION, **{k: v for k, v in vars(args).items() if k in ABLATION and v is not None})
+    for key in ("seeds", "placements"):         # one named twice is run (and averaged) once
+        cfg[key] = list(dict.fromkeys(cfg[key]))
     if cfg["iters"] < 1 or not cfg["seeds"]:
         raise UserError("--iters must be >= 1 and --seeds name at least one seed")
     t0 = time.time()

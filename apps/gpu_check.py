@@ -33,6 +33,7 @@ from core.grouplist import write_group_list
 from core.layout import MODELS, PROJECT_ROOT, SCORE_LAYER, model_files
 from core.netgen import hdf5_layer, input_layer, run_solver, with_data_layer, with_data_params
 from core.netio import caffe, caffe_pb2, read_prototxt
+from core.outputs import atomic_write_text, prepare_out_file
 from core.surgery import he_init, init_bilinear
 
 # GPU and CPU results differ by rounding only: cuBLAS and OpenBLAS sum the 3x3xC products of each
@@ -87,11 +88,13 @@ def rel_err(a, b):
 def real_groups(data, workdir):
     """A training group list of real images: the iCoseg groups under `data` whose images all have
     masks; without that folder, core.toydata groups. Returns (list path, data root, description)."""
-    if data and os.path.isdir(os.path.join(data, "images")):
+    if data and os.path.isdir(data):
         from data_prep.datasets import load_dataset
         from data_prep.test_groups import make_test_groups
         groups = [g for g in make_test_groups(load_dataset("icoseg", data), 5, SEED)
                   if g["masks"] and all(g["masks"])]
+        if not groups:
+            raise UserError(f"{data}: no group of 5 images that all have masks (ground_truth/<group>/<stem>.png)")
         path = os.path.join(workdir, "icoseg_groups.jsonl")
         write_group_list(path, groups)
         return path, data, f"{len(groups)} iCoseg groups of {data}"
@@ -276,10 +279,10 @@ def write_bundle_inputs(out, data, n_groups=BUNDLE_GROUPS):
     """The nets, solvers, HDF5 data and parameter order the bundle's gpu_check.sh runs with the
     C++ `caffe` tool; every path inside is relative to `out` (the script runs there)."""
     import h5py
-    for d in ("nets", "solvers", "data"):
-        os.makedirs(os.path.join(out, d), exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         list_path, root, desc = real_groups(data, tmp)
+        for d in ("nets", "solvers", "data"):
+            os.makedirs(os.path.join(out, d), exist_ok=True)
         for name, (h, w) in (("full", (128, 256)), ("tiny", (64, 128))):
             from python_layers.group_data_layer import GroupLoader, parse_params
             loader = GroupLoader(parse_params(json.dumps(data_params(list_path, root, height=h, width=w,
@@ -371,8 +374,7 @@ def run_check(gpu, data, out=None):
     print(text)
     if out:
         os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "gpu_check.md"), "w") as f:
-            f.write(text)
+        atomic_write_text(os.path.join(out, "gpu_check.md"), text)
     return 0 if table.ok() else 1
 
 
@@ -392,17 +394,19 @@ def main(argv=None):
     ap.add_argument("--write-bundle", metavar="DIR", help="write the nets, solvers and HDF5 data of "
                     "the bare-node bundle (make gpu-bundle) to DIR and exit")
     args = ap.parse_args(argv)
+    if args.data is not None and not os.path.isdir(args.data):      # given: never the toy groups instead
+        raise UserError(f"{args.data}: data folder not found")
     if args.write_bundle:
         print(write_bundle_inputs(args.write_bundle, args.data or default_data()))
         return
+    if args.out:
+        prepare_out_file(os.path.join(os.path.expanduser(args.out), "gpu_check.md"))   # before the work
     gpu = None
     if not args.cpu:
         gpu = device.parse_gpu(args.gpu)
         if gpu is None:
             raise UserError("no GPU given: make gpu-check GPU=0 (or python -m apps.gpu_check --gpu 0); "
                             "--cpu runs the check in CPU mode")
-    if args.data and not os.path.isdir(args.data):
-        raise UserError(f"{args.data}: data folder not found")
     sys.exit(run_check(gpu, args.data or default_data(), args.out))
 
 

@@ -11,9 +11,9 @@
 project, printed before it runs, so any step can be rerun by hand. A finished step leaves a stamp,
 <runs>/.steps/<step>.json, holding its command and the size and modification time of its inputs;
 a rerun skips every step whose stamp still matches (a changed input, e.g. retrained weights, redoes
-the steps that read it; delete a stamp to redo its step). An interrupted training resumes from
-its last snapshot. Paths under the runs folder are recorded relative to it, so a runs folder can
-be moved (or mounted elsewhere in Docker) and continued.
+the steps that read it, and a deleted output its step; delete a stamp to redo its step). An
+interrupted training resumes from its last snapshot. Paths under the runs folder are recorded
+relative to it, so a runs folder can be moved (or mounted elsewhere in Docker) and continued.
 """
 import argparse
 import json
@@ -63,11 +63,24 @@ DEMO = {"size": "64x128", "train_groups": 3000, "test_groups": 100, "seed": 0, "
 
 
 # ---------------------------------------------------------------- steps and their stamps
+def runs_folder(runs):
+    """--runs as an absolute path, refused when empty (make ... RUNS=) or when it is the
+    project's folder or above it: the steps would write eval/, maps/ and the run folders among
+    the project's own files."""
+    if not str(runs).strip():
+        raise UserError("--runs is empty: give the runs folder (make ... RUNS=runs)")
+    runs = pathlib.Path(runs).absolute()
+    if PROJECT_ROOT.resolve().is_relative_to(runs.resolve()):
+        raise UserError(f"{runs}: is the project's folder or above it; give --runs a folder of its own "
+                        "(default: runs)")
+    return runs
+
+
 class Steps:
     """Runs the project's commands as steps under one runs folder and remembers which are done."""
 
     def __init__(self, runs, dry_run=False):
-        self.runs = pathlib.Path(runs).absolute()
+        self.runs = runs_folder(runs)
         if self.runs.exists() and not self.runs.is_dir():
             raise UserError(f"{self.runs}: is a file, not a runs folder; give --runs a folder")
         self.dry_run = dry_run
@@ -105,20 +118,26 @@ class Steps:
             return None
         return stamp if isinstance(stamp, dict) and isinstance(stamp.get("argv"), list) else None
 
-    def done(self, step_id, argv, inputs=()):
-        """The step ran to the end with this command, and its inputs have not changed since."""
+    def done(self, step_id, argv, inputs=(), outputs=None):
+        """The step ran to the end with this command, its inputs have not changed since, and
+        what it made is still there (`outputs`; default: its --out), so that a deleted output
+        is made again instead of failing every later step."""
         stamp = self._read_stamp(self._stamp(step_id))
+        if outputs is None:
+            outputs = [argv[argv.index("--out") + 1]] if "--out" in argv else []
+        if stamp is None or not all(os.path.exists(p) for p in outputs):
+            return False
         try:
-            return stamp is not None and \
-                {k: stamp.get(k) for k in ("argv", "inputs")} == self._signature(argv, inputs)
+            return {k: stamp.get(k) for k in ("argv", "inputs")} == self._signature(argv, inputs)
         except OSError:     # an input is gone: not done, and the step says what is missing
             return False
 
-    def run(self, step_id, title, argv, inputs=(), extra=(), command=None):
+    def run(self, step_id, title, argv, inputs=(), extra=(), command=None, outputs=None):
         """Run `python -m <argv> <extra>` unless done. `extra`: arguments that do not change what
         the step makes (--gpu); `command`: what to run instead of argv (a resumed training), the
-        step still being recorded as argv. A failure ends the pipeline with the step's own status."""
-        if self.done(step_id, argv, inputs):
+        step still being recorded as argv; `outputs`: what it makes (see done). A failure ends
+        the pipeline with the step's own status."""
+        if self.done(step_id, argv, inputs, outputs):
             print(f"== {title}: done already", file=sys.stderr)
             return False
         command = [*(argv if command is None else command), *extra]
@@ -145,7 +164,7 @@ class Steps:
         """Methods whose maps of `dataset` are complete: {name: folder}."""
         d = self.runs / ".steps" / "maps" / dataset
         names = sorted(p.stem for p in d.glob("*.json") if self._read_stamp(p)) if d.is_dir() else []
-        return {n: maps_dir(self.runs, dataset, n) for n in names}
+        return {n: maps_dir(self.runs, dataset, n) for n in names if maps_dir(self.runs, dataset, n).is_dir()}
 
 
 def run_step_command(cmd, limit=300.0):
@@ -186,14 +205,14 @@ def train_stage(steps, model, train_list, data_root, iters, init, tiny=False, gp
     base = ["apps.train", "--model", model, "--train-list", train_list, "--data-root", data_root,
             "--out", out, "--iters", iters, *(["--tiny"] if tiny else []), *extra]
     argv, inputs = [*base, *init], [train_list] + [a for a in init if os.path.isfile(str(a))]
-    command = None
-    if (out / "latest.json").exists() and not steps.done(f"train/{model}", argv, inputs):
+    command, outputs = None, [out / "weights.caffemodel"]
+    if (out / "latest.json").exists() and not steps.done(f"train/{model}", argv, inputs, outputs):
         if not resume:
             raise UserError(f"{out}: holds an unfinished {model} run; continue it with RESUME=1 (--resume) "
                             "or move it away")
         command = [*base, "--resume"]
     steps.run(f"train/{model}", f"train {model}" + (" (resumed)" if command else ""), argv, inputs,
-              _gpu_args(gpu), command)
+              _gpu_args(gpu), command, outputs)
 
 
 def need(path, what, how):
@@ -232,7 +251,8 @@ def evaluate(steps, dataset, root):
     for name, folder in methods.items():
         argv += ["--method", f"{name}={folder}"]
     stamps = [steps._stamp(f"maps/{dataset}/{n}") for n in methods]
-    steps.run(f"eval/{dataset}", f"evaluate {dataset}", argv, stamps)   # eval prints its table
+    steps.run(f"eval/{dataset}", f"evaluate {dataset}", argv, stamps,   # eval prints its table
+              outputs=[out / "results.json"])
     return out
 
 
@@ -241,7 +261,8 @@ def table(steps):
     if not results and not steps.dry_run:
         raise UserError(f"{eval_dir(steps.runs, '')}: no results yet; run `make eval` or `make baselines` first")
     out = table_dir(steps.runs)
-    steps.run("table", "Table 1", ["eval", "table", "--results", *results, "--out", out], results)
+    steps.run("table", "Table 1", ["eval", "table", "--results", *results, "--out", out], results,
+              outputs=[out / "results.json"])
 
 
 # ---------------------------------------------------------------- the commands
@@ -482,6 +503,7 @@ def _terminated(signum, frame):
 @cli
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    runs_folder(args.runs)      # before the other inputs: a mistake here is the one to name
     signal.signal(signal.SIGTERM, _terminated)
     args.func(args)
 

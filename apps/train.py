@@ -84,8 +84,8 @@ def _without_data_params(net):
 
 # What a run folder holds: a folder with only these and no latest.json is a run that failed
 # before its first snapshot, which a new run may take over.
-RUN_FILES = {"train.prototxt", "solver.prototxt", "loss.csv", "val.csv", "loss.png", "snapshots",
-             "weights.caffemodel", "latest.json"}
+RUN_FILES = {"train.prototxt", "solver.prototxt", "loss.csv", "val.csv", "loss.png", "ratios.csv", "ratios.png",
+             "snapshots", "weights.caffemodel", "latest.json"}
 
 
 class RunFolder:

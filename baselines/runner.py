@@ -48,7 +48,7 @@ def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=
     maps all exist; progress: show a progress bar. Returns the number of images written."""
     from core.layout import prediction_path
 
-    names = list(dataset.groups) if groups is None else list(groups)
+    names = list(dataset.groups) if groups is None else list(dict.fromkeys(groups))   # a group named twice runs once
     unknown = [g for g in names if g not in dataset.groups]
     if unknown:
         raise UserError(f"{dataset.root}: no group named {unknown[0]!r} "

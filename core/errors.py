@@ -76,9 +76,25 @@ def _tolerant_stdout():
         out.reconfigure(errors="backslashreplace")
 
 
+def _unraisable(unraisable, previous=sys.unraisablehook):
+    """Ctrl-C that lands in code whose exceptions Python ignores (a weakref callback or a
+    __del__; h5py's object registry runs many) would print "Exception ignored" with a
+    traceback and be lost, the command going on to exit 0: it is posted again instead, a
+    moment later from another thread (posted from here it would land in this hook, ignored
+    again), to surface in ordinary code as the usual KeyboardInterrupt."""
+    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        import _thread
+        again = threading.Timer(0.01, _thread.interrupt_main)
+        again.daemon = True
+        again.start()
+        return
+    previous(unraisable)
+
+
 _quiet_start_up()
 _tolerant_stdout()
 sys.excepthook = _uncaught
+sys.unraisablehook = _unraisable
 
 
 def os_error_line(e):

@@ -315,7 +315,8 @@ def check_solver(s, path):
 
 def check_solverstate(state, path, solver_kind, param_shapes):
     """A parsed SolverState against the solver and the net it will be restored into: Caffe
-    aborts when the number of history blobs differs (another solver type, another model)."""
+    aborts when the number of history blobs differs (another solver type, another model), or
+    when a blob holds another number of values than its shape."""
     per = 2 if solver_kind in TWO_HISTORIES else 1
     want = [tuple(s) for s in param_shapes] * per
     got = [tuple(h.shape.dim) if h.HasField("shape") else
@@ -328,3 +329,8 @@ def check_solverstate(state, path, solver_kind, param_shapes):
         if math.prod(g) != math.prod(w):
             raise UserError(f"{path}: history blob {i} has shape {list(g)}, the net's parameter "
                             f"has {list(w)} (a snapshot of another model or variant)")
+    for i, (h, g) in enumerate(zip(state.history, got)):
+        n = len(h.double_data) or len(h.data)
+        if n != math.prod(g):
+            raise UserError(f"{path}: history blob {i} of shape {list(g)} holds {n} values, not "
+                            f"{math.prod(g)} (a damaged solver state)")

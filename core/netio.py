@@ -178,25 +178,41 @@ def weight_shapes(weights):
 
 
 def check_weights_fit(net, weights, weights_path, require=()):
-    """Every layer the weights share by name with `net` must have the same blob shapes (Caffe
-    aborts otherwise); layers in `require` must be present in the weights."""
-    shapes = weight_shapes(weights)
+    """Every layer the weights share by name with `net` must have the same blob shapes and as
+    many values as those shapes hold (Caffe aborts otherwise); layers in `require` must be
+    present in the weights."""
+    layers = {layer.name: list(layer.blobs) for layer in (list(weights.layer) or list(weights.layers))
+              if layer.blobs}
     for name in require:
-        if name not in shapes:
+        if name not in layers:
             raise UserError(f"{weights_path}: has no weights for layer '{name}' (weights for another net?)")
     shared = 0
     for name, params in net.params.items():
-        if name not in shapes:
+        if name not in layers:
             continue
         shared += 1
         want = [tuple(p.data.shape) for p in params]
-        got = shapes[name]
-        if len(got) != len(want) or any(_numel(g) != _numel(w) or (len(g) == len(w) and g != w)
-                                        for g, w in zip(got, want)):
-            raise UserError(f"{weights_path}: layer '{name}' has blob shapes {got}, the net expects {want} "
-                            "(weights for another net?)")
+        blobs = layers[name]
+        if len(blobs) != len(want) or not all(_same_shape(b, w) for b, w in zip(blobs, want)):
+            raise UserError(f"{weights_path}: layer '{name}' has blob shapes {[blob_shape(b) for b in blobs]}, "
+                            f"the net expects {want} (weights for another net?)")
+        for i, (b, w) in enumerate(zip(blobs, want)):
+            for what, n in (("values", len(b.double_data) or len(b.data)),
+                            ("gradient values", len(b.double_diff) or len(b.diff))):
+                if n != _numel(w) and (what == "values" or n):
+                    raise UserError(f"{weights_path}: layer '{name}' blob {i} of shape {blob_shape(b)} holds "
+                                    f"{n} {what}, not {_numel(w)} (a damaged weights file)")
     if shared == 0:
         raise UserError(f"{weights_path}: shares no layer name with the net (weights for another net?)")
+
+
+def _same_shape(blob, want):
+    """Caffe's Blob::ShapeEquals: the legacy 4-D fields, where set, against `want` padded with
+    leading 1s to 4 axes; else the shape exactly."""
+    if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
+        return len(want) <= 4 and (1,) * (4 - len(want)) + tuple(want) == \
+            (blob.num, blob.channels, blob.height, blob.width)
+    return tuple(blob.shape.dim) == tuple(want)
 
 
 def _numel(shape):

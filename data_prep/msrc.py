@@ -12,7 +12,7 @@ import numpy as np
 
 from core.errors import UserError
 from core.imageio import read_image, write_png
-from core.outputs import atomic_write_bytes, atomic_write_text
+from core.outputs import atomic_write_bytes, atomic_write_text, prepare_out_dir
 from core.progress import progress as progress_bar
 
 from .datasets import (NO_IMAGE, NO_MASK, OUTSIDE, UNREADABLE, Dataset, Item, _find_dir, _match_masks,
@@ -71,6 +71,7 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
     if img_dir is None or gt_dir is None:
         raise UserError(f"{root}: not a raw MSRC-v2 release (expected Images/*.bmp and "
                         "GroundTruth/*_GT.bmp)")
+    _check_out(root, out_dir, (img_dir, gt_dir))
     issues = collections.Counter()
     images = _scan_files(img_dir, issues)
     gts = _match_masks(_scan_files(gt_dir, issues, prefer_lossless=True), images, issues)
@@ -118,7 +119,14 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
         if not pixels[stem].get(classes[g]):
             issues["images without the group's object"] += 1
             continue
-        mask = msrc_labels(_read_bgr(gts[stem][0]))[0][classes[g]]
+        gt = _read_bgr(gts[stem][0])
+        if gt is None:      # readable in pass 1, not now
+            issues[UNREADABLE] += 1
+            continue
+        # an earlier conversion's marker goes before the first write: a re-conversion that
+        # stops midway must not look complete
+        (out_dir / MSRC_MARKER).unlink(missing_ok=True)
+        mask = msrc_labels(gt)[0][classes[g]]
         group = f"{g:02d}_{classes[g]}"
         src = images[stem][0]
         atomic_write_bytes(out_dir / "images" / group / src.name, src.read_bytes())
@@ -136,6 +144,20 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
     ds = read_paired("msrc-raw", out_dir)
     ds.issues.update(issues)
     return ds, names
+
+
+def _check_out(root, out_dir, release_dirs):
+    """The output folder, before the work: not the release itself, a folder above it or one of
+    its own folders (the converted images/ would sit beside, or inside, its Images/), and new,
+    empty or an earlier conversion's."""
+    out, top = out_dir.resolve(), root.resolve()      # a symlink to the release is the release
+    if out == top or top.is_relative_to(out) or any(out.is_relative_to(d.resolve()) for d in release_dirs):
+        raise UserError(f"{out_dir}: is the release's own folder {root} or lies in or above it; "
+                        f"choose another --out (default: {root / MSRC_CONVERTED})")
+    held = {p.name for p in out_dir.iterdir() if not p.name.startswith(".")} if out_dir.is_dir() else set()
+    if held and MSRC_MARKER not in held and not held <= {"images", "ground_truth"}:
+        raise UserError(f"{out_dir}: holds other files than a conversion of MSRC-v2; choose another --out")
+    prepare_out_dir(out_dir, force=True)
 
 
 def read_msrc_raw(root):

@@ -90,8 +90,9 @@ def _table1(runs):
             row = ["average of 3", k]
             ours = paper.TABLE1_CONVENTION[k][0]
             for n in names:
-                vals = [_by_name(r)[n.lower()]["metrics"][ours] for r in covered
+                vals = [_by_name(r)[n.lower()]["metrics"].get(ours) for r in covered
                         if n.lower() in _by_name(r)]
+                vals = [v for v in vals if v is not None]       # null: not computed there
                 row.append(_fmt(float(np.mean(vals))) if len(vals) == 3 else DASH)
                 if n in in_paper:
                     avg = paper.AVERAGES.get(paper.paper_method(n))
@@ -107,14 +108,14 @@ def _all_metrics(runs):
         conv = "min-max" if run["normalization"] == "minmax" else "raw"
         refs = []
         for m in run["methods"]:
+            shown = m.get("paper_method") or m["name"]     # an older or hand-made file may lack it
             rows.append([_label(run), m["name"], conv, str(run["images"])] +
                         [_fmt(m["metrics"].get(k)) for k in METRICS])
             if m.get("paper"):
-                refs.append([_label(run), f"{m['paper_method'] or m['name']}: paper, Table 1",
+                refs.append([_label(run), f"{shown}: paper, Table 1",
                              DASH, DASH] + [_fmt(m["paper"].get(k)) for k in METRICS])
             if m.get("later"):
-                refs.append([_label(run), f"{m['paper_method'] or m['name']}: "
-                             f"{paper.LATER_SOURCE}", DASH, DASH] +
+                refs.append([_label(run), f"{shown}: {paper.LATER_SOURCE}", DASH, DASH] +
                             [_fmt(m["later"].get(k)) for k in METRICS])
         rows += refs
     return _md_table(header, rows)

@@ -95,8 +95,9 @@ def _check(res, where):
                             f"not {json.dumps(run['dataset'])}")
         if not isinstance(run.get("paper_dataset", ""), (str, type(None))):
             raise UserError(f"{where}: run {i}: 'paper_dataset' must be a name or null")
-        if run["normalization"] not in NORMALIZATIONS:
-            raise UserError(f"{where}: run {i}: unknown normalization '{run['normalization']}'")
+        if not isinstance(run["normalization"], str) or run["normalization"] not in NORMALIZATIONS:
+            raise UserError(f"{where}: run {i}: unknown normalization {json.dumps(run['normalization'])} "
+                            f"(expected one of: {', '.join(NORMALIZATIONS)})")
         if not isinstance(run["images"], int) or isinstance(run["images"], bool) or run["images"] < 0:
             raise UserError(f"{where}: run {i} ({run['dataset']}): 'images' must be a count >= 0, "
                             f"not {json.dumps(run['images'])}")

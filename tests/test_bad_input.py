@@ -180,7 +180,7 @@ def results_file(**changes):
     run_ = {"dataset": "icoseg", "paper_dataset": "iCoseg", "normalization": "minmax", "groups": 1,
             "images": 2, "skipped_no_gt": 0, "methods": [method]}
     for key, value in changes.items():
-        (run_ if key in ("dataset", "images", "paper_dataset") else method)[key] = value
+        (run_ if key in ("dataset", "images", "paper_dataset", "normalization") else method)[key] = value
     return {"format": FORMAT, "runs": [run_] if changes.get("runs", True) else []}
 
 
@@ -196,7 +196,34 @@ RESULTS_DAMAGE = {   # id: (text of the file, words of the message)
     "method name a number": (json.dumps(results_file(name=5)), ["'name'"]),
     "empty": ("", ["not valid JSON"]),
     "cut short": (json.dumps(results_file())[:120], ["not valid JSON"]),
+    "normalization a list": (json.dumps(results_file(normalization=["minmax"])), ["normalization", "minmax, raw"]),
 }
+
+
+def _three_datasets(metrics):
+    """results.json of Table 1's three datasets, the second with `metrics` (Section 3.4's averages)."""
+    res = results_file()
+    res["runs"] = [dict(res["runs"][0], dataset=d, paper_dataset=p, methods=[dict(res["runs"][0]["methods"][0])])
+                   for d, p in (("icoseg", "iCoseg"), ("msrc", "MSRC"), ("cosal2015", "Cosal2015"))]
+    res["runs"][1]["methods"][0]["metrics"] = metrics
+    return res
+
+
+# Files the checks accept (null metrics, fields of older files absent): their table is made.
+RESULTS_ACCEPTED = {
+    "paper values without paper_method": results_file(paper={"mF": 0.5, "AUC": 0.9, "MAE": 0.1}),
+    "a metric null on one of three datasets": _three_datasets({"mF": None, "AUC": 0.8, "MAE": 0.2}),
+    "a metric absent on one of three datasets": _three_datasets({"AUC": 0.8, "MAE": 0.2}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESULTS_ACCEPTED))
+def test_eval_table_of_an_accepted_results_file(tmp_path, case):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(RESULTS_ACCEPTED[case]))
+    r = run("eval", "table", "--results", path, "--out", tmp_path / "table")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert (tmp_path / "table" / "table.md").is_file()
 
 
 @pytest.mark.slow
@@ -296,7 +323,25 @@ def test_a_damaged_step_record_is_not_finished_maps(tmp_path):
     (stamps / "CBCS.json").write_text('{"argv": ["baselines.cbcs"]}')
     (stamps / "CSHS.json").write_text('{"argv": [')
     (stamps / "Ours.json").write_text("[]")
+    for name in ("CBCS", "CSHS", "Ours"):
+        (tmp_path / "maps" / "icoseg" / name).mkdir(parents=True)
     assert list(Steps(tmp_path).finished_maps("icoseg")) == ["CBCS"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("deleted", ["maps/icoseg/CSHS", "eval/icoseg/results.json"])
+def test_a_pipeline_step_whose_output_was_deleted_runs_again(data, tmp_path, deleted):
+    """A rerun makes again what a finished step made and the user deleted, instead of calling
+    the step done and failing every later step (or every later rerun) for want of it."""
+    runs = tmp_path / "runs"
+    argv = ["apps.pipeline", "baselines", "--dataset", "icoseg", "--root", data["root"], "--runs", runs]
+    assert run(*argv).returncode == 0
+    path = runs / deleted
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+    r = run(*argv)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert path.exists()
+    assert run("apps.pipeline", "table", "--runs", runs).returncode == 0
 
 
 @pytest.mark.slow
@@ -327,6 +372,52 @@ def test_msrc_convert_with_nothing_to_convert_leaves_no_marker(tmp_path):
     r = run("data_prep", "msrc-convert", "--root", release, "--out", tmp_path / "out")
     assert_fails_cleanly(r, release, "no image", "unreadable files: 1")
     assert not (tmp_path / "out").exists()
+
+
+def _msrc_release(folder):
+    """A raw MSRC-v2 release of two groups (a cow, a car on a road)."""
+    import cv2
+    import numpy as np
+    colour = {"grass": (0, 128, 0), "cow": (0, 0, 128), "road": (128, 64, 128), "car": (64, 0, 128)}
+    (folder / "Images").mkdir(parents=True)
+    (folder / "GroundTruth").mkdir()
+    for stem, regions in {"1_1_s": [("cow", 2, 10)], "1_2_s": [("cow", 5, 8)],
+                          "10_1_s": [("road", 0, 5), ("car", 8, 12)]}.items():
+        cv2.imwrite(str(folder / "Images" / f"{stem}.bmp"), np.full((20, 30, 3), 90, np.uint8))
+        gt = np.zeros((20, 30, 3), np.uint8)
+        gt[:] = colour["grass"][::-1]
+        for name, y0, y1 in regions:
+            gt[y0:y1, 3:9] = colour[name][::-1]
+        cv2.imwrite(str(folder / "GroundTruth" / f"{stem}_GT.bmp"), gt)
+
+
+@pytest.mark.parametrize("out", [".", "Images", "GroundTruth/x", "..", "a folder of other files"])
+def test_msrc_convert_refuses_an_output_folder_of_the_release(tmp_path, out):
+    """The converted images/ beside or inside the release's Images/ would damage the release
+    (its folders are found case-insensitively): refused before anything is written."""
+    release = tmp_path / "release"
+    _msrc_release(release)
+    if out == "a folder of other files":
+        out = tmp_path / "other"
+        out.mkdir()
+        (out / "notes.txt").write_text("x")
+    else:
+        out = release / out
+    before = files_of(tmp_path)
+    r = run("data_prep", "msrc-convert", "--root", release, "--out", out)
+    assert_fails_cleanly(r, "--out")
+    assert files_of(tmp_path) == before and sorted(os.listdir(release)) == ["GroundTruth", "Images"]
+
+
+def test_a_failed_msrc_reconversion_does_not_look_complete(tmp_path):
+    release = tmp_path / "release"
+    _msrc_release(release)
+    assert run("data_prep", "msrc-convert", "--root", release).returncode == 0
+    assert run("data_prep", "summary", "--dataset", "msrc-raw", "--root", release).returncode == 0
+    r = run("data_prep", "msrc-convert", "--root", release, fault=("enospc", release / "cosal" / "images" / "10_car"))
+    assert_fails_cleanly(r, "10_1_s.bmp", "No space left")
+    assert_fails_cleanly(run("data_prep", "summary", "--dataset", "msrc-raw", "--root", release), "msrc-convert")
+    assert run("data_prep", "msrc-convert", "--root", release).returncode == 0
 
 
 # ---------------------------------------------------------------- 2. files Caffe would abort on
@@ -408,7 +499,7 @@ def test_train_with_a_nonsense_solver(data, tmp_path, edit):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "another model's"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "another model's", "a history blob cut short"])
 def test_resume_from_a_damaged_solverstate(data, tmp_path, damage):
     run_dir = tmp_path / "run"
     shutil.copytree(data["run"], run_dir)
@@ -417,6 +508,11 @@ def test_resume_from_a_damaged_solverstate(data, tmp_path, damage):
         truncate(state, 0.3)
     elif damage == "garbage":
         state.write_bytes(b"\x08\x96\x01" + os.urandom(200))
+    elif damage == "a history blob cut short":      # whole protobuf, a blob's values not
+        from core.netio import read_solverstate
+        parsed = read_solverstate(state)
+        del parsed.history[3].data[5:]
+        state.write_bytes(parsed.SerializeToString())
     else:   # a snapshot of the group model put in place of this run's
         other = tmp_path / "group"
         r = run("apps.train", *train_args(data["groups"], data["root"], other, model="group"), "--iters", 1)
@@ -490,6 +586,41 @@ def test_weights_given_as_a_folder(data, tmp_path, command):
     r = run(*argv)
     assert_fails_cleanly(r, tmp_path, "is a folder")
     assert not (tmp_path / "out").exists()
+
+
+
+def _conv1_2_blob(blob):
+    return next(x for x in blob.layer if x.name == "conv1_2").blobs[0]
+
+
+# A caffemodel whose conv1_2 weights disagree with themselves or with the net in ways Caffe's
+# copy aborts on (Blob::ShapeEquals, Blob::FromProto): id -> (edit of the blob, words).
+WEIGHT_BLOB_DAMAGE = {
+    "values cut short": (lambda b: b.data.__delitem__(slice(10, None)), ["conv1_2", "holds 10 values"]),
+    "no values": (lambda b: b.data.__delitem__(slice(None)), ["conv1_2", "holds 0 values"]),
+    "double values of another count": (lambda b: b.double_data.extend([0.0] * 5), ["conv1_2", "holds 5 values"]),
+    "shape flattened": (lambda b: b.shape.dim.__setitem__(slice(None), [576]), ["conv1_2", "(576,)"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict caffe", "predict opencv", "train"])
+@pytest.mark.parametrize("damage", sorted(WEIGHT_BLOB_DAMAGE))
+def test_weights_whose_blob_values_do_not_fit(data, tmp_path, command, damage):
+    from core.netio import read_weights
+    edit, words = WEIGHT_BLOB_DAMAGE[damage]
+    weights = read_weights(data["weights"]["single"])
+    edit(_conv1_2_blob(weights))
+    path = tmp_path / "damaged.caffemodel"
+    path.write_bytes(weights.SerializeToString())
+    argv = commands(data, tmp_path / "out")["predict" if command.startswith("predict") else "train"]
+    if command == "train":
+        argv = argv + ["--init", path]
+    else:
+        argv = argv[:2] + [path] + argv[3:] + ["--engine", command.split()[1]]
+    r = run(*argv)
+    assert_fails_cleanly(r, path, *words)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 # ---------------------------------------------------------------- 3. run folders move
@@ -751,6 +882,15 @@ def test_cshs_and_the_e_measure_take_a_one_pixel_image():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("module", ["baselines.cbcs", "baselines.cshs"])
+def test_a_group_named_twice_is_run_once(data, tmp_path, module):
+    r = run(module, "--dataset", "icoseg", "--root", data["root"], "--out", tmp_path / "maps", "--workers", 1,
+            "--group", "g 1", "--group", "g 1")
+    assert r.returncode == 0, r.stderr
+    assert ": 5 maps written" in r.stderr.strip().splitlines()[-1], r.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["cbcs", "train-groups", "predict"])
 def test_names_that_are_not_utf8_are_skipped_and_counted(data, tmp_path, command):
     root = copy_dataset(data, tmp_path)
@@ -984,3 +1124,82 @@ def test_sigterm_while_training_starts_is_one_line_and_leaves_no_scratch(data, t
     assert r.returncode == 128 + signal.SIGTERM, (r.returncode, r.stderr)
     assert r.stderr.strip().splitlines()[-1] == "terminated", r.stderr
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("case", ["data not found", "data without images", "out under a file", "out read-only"])
+def test_gpu_check_refuses_its_data_and_out_before_the_work(tmp_path, case):
+    """--data given is used or refused, never replaced by toy groups; --out is checked before
+    the check's minutes of work, not after."""
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    argv, fault, names = {
+        "data not found": (["--write-bundle", tmp_path / "b", "--data", tmp_path / "nothere"], None,
+                           ["nothere", "not found"]),
+        "data without images": (["--write-bundle", tmp_path / "b", "--data", tmp_path / "empty"], None,
+                                ["empty", "no image folder"]),
+        "out under a file": (["--cpu", "--out", tmp_path / "file" / "o"], None, ["file", "is a file"]),
+        "out read-only": (["--cpu", "--out", tmp_path / "o"], ("erofs", tmp_path), ["o", "cannot write"]),
+    }[case]
+    r = run("apps.gpu_check", *argv, fault=fault, timeout=60)
+    assert_fails_cleanly(r, *names)
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("argv", [["apps.pipeline", "table", "--runs", ""], ["apps.pipeline", "table", "--runs", "."],
+                                  ["apps.pipeline", "baselines", "--dataset", "icoseg", "--runs", " "],
+                                  ["apps.ablation", "--runs", ""]], ids=["empty", "project", "blank", "ablation"])
+def test_a_runs_folder_that_is_empty_or_the_project_is_refused(argv):
+    """make table RUNS= would read and write eval/ and maps/ among the project's own folders."""
+    before = sorted(os.listdir(ROOT))
+    r = run(*argv, timeout=60)
+    assert_fails_cleanly(r, "--runs")
+    assert sorted(os.listdir(ROOT)) == before
+
+
+def test_ablation_runs_a_seed_or_placement_named_twice_once(monkeypatch, tmp_path):
+    import apps.ablation as A
+    done = []
+    monkeypatch.setattr(A, "benchmark", lambda d, placement, cfg: ({"test": None}, {}))
+    monkeypatch.setattr(A, "train_seed", lambda steps, roots, lists, n, seed: done.append((steps.runs.parent.name, seed)))
+    monkeypatch.setattr(A, "evaluate_seed", lambda *a: {})
+    monkeypatch.setattr(A, "summarise", lambda per_seed: ({}, {}))
+    monkeypatch.setattr(A, "plot_pr", lambda curves: b"")
+    A.run_ablation(A.parse_args(["--runs", str(tmp_path), "--seeds", "0", "0", "--placements", "free", "free"]))
+    assert done == [("free", 0)]
+
+
+def test_ctrl_c_inside_a_weakref_callback_is_not_lost(tmp_path):
+    """Ctrl-C that lands where Python ignores exceptions (a weakref callback, as h5py's object
+    registry runs during gpu_check --write-bundle) is one line and 130, not an 'Exception
+    ignored' traceback and a command that goes on to exit 0."""
+    script = tmp_path / "weakref_ctrl_c.py"
+    script.write_text(
+        "import os, signal, time, weakref\n"
+        "from core.errors import cli\n"
+        "class Blob: pass\n"
+        "def callback(_):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    for _ in range(100000): pass\n"
+        "@cli\n"
+        "def main():\n"
+        "    blob = Blob()\n"
+        "    ref = weakref.ref(blob, callback)\n"
+        "    del blob\n"
+        "    time.sleep(3)\n"
+        "    print('finished')\n"
+        "main()\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
+    assert (r.returncode, r.stderr.strip(), r.stdout) == (130, "interrupted", ""), r.stderr
+
+
+@pytest.mark.slow
+def test_a_run_that_failed_before_its_first_snapshot_can_be_started_again(data, tmp_path):
+    """A training that stops on a data error before any snapshot leaves its own files (the
+    prototxts, loss.csv, ratios.csv): a rerun of the same command starts it anew, no --force."""
+    out = tmp_path / "run"
+    (out / "snapshots").mkdir(parents=True)
+    for name in ("train.prototxt", "solver.prototxt", "loss.csv", "ratios.csv", "ratios.png"):
+        (out / name).write_text("x")
+    r = run("apps.train", *train_args(data["groups"], data["root"], out), "--iters", 1)
+    assert r.returncode == 0, r.stderr
+    assert (out / "latest.json").is_file()
