@@ -26,7 +26,7 @@ import sys
 import time
 
 from core.device import check_gpu, parse_gpu
-from core.errors import INTERRUPTED, UserError, cli
+from core.errors import BROKEN_PIPE, INTERRUPTED, UserError, cli
 from core.outputs import atomic_write_text
 from core.layout import (DATASET_FOLDERS, MODELS, PROJECT_ROOT, TABLE1_DATASETS, TRAINING_DATASET,
                          dataset_root, eval_dir, maps_dir, model_files, run_dir, table_dir)
@@ -149,6 +149,8 @@ class Steps:
         print(f"== {title}\n$ {line}", file=sys.stderr)
         t = time.time()
         returncode = run_step_command([sys.executable, "-m", *map(str, command)])
+        if returncode == BROKEN_PIPE:   # the reader of its output went away (`make eval | head`)
+            raise SystemExit(BROKEN_PIPE)
         if returncode != 0:
             print(f"== {title}: failed (exit {returncode}); rerun to continue from this step", file=sys.stderr)
             raise SystemExit(returncode)

@@ -685,6 +685,43 @@ def test_training_on_a_full_disk_never_points_at_a_partial_snapshot(data, tmp_pa
     assert files_of(run_dir) == before
 
 
+def _stdout_commands(data, tmp_path):
+    """Commands that print their summary or table on stdout."""
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(results_file()))
+    return {"summary": ["data_prep", "summary", "--dataset", "icoseg", "--root", data["root"]],
+            "eval table": ["eval", "table", "--results", results, "--out", tmp_path / "table"],
+            "predict": commands(data, tmp_path / "maps")["predict"]}
+
+
+STDOUT_CASES = [("summary", "1"), ("summary", ""), ("eval table", ""), ("predict", "")]   # (command, PYTHONUNBUFFERED)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("command,unbuffered", STDOUT_CASES, ids=[f"{c} unbuffered={u or 0}" for c, u in STDOUT_CASES])
+def test_a_full_stdout_is_named(data, tmp_path, command, unbuffered):
+    argv = _stdout_commands(data, tmp_path)[command]
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", *map(str, argv)], stdout=full, stderr=subprocess.PIPE, text=True,
+                           cwd=ROOT, env=dict(ENV, PYTHONUNBUFFERED=unbuffered), timeout=300)
+    assert_fails_cleanly(r, "<stdout>", "No space left on device")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["summary", "eval table", "predict"])
+def test_a_stdout_whose_reader_went_away_ends_quietly(data, tmp_path, command):
+    """`cmd | head -1`: no traceback, no 'Exception ignored', no error line; 141 as Unix tools end."""
+    argv = _stdout_commands(data, tmp_path)[command]
+    p = subprocess.Popen([sys.executable, "-m", *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, cwd=ROOT, env=ENV)
+    p.stdout.close()
+    err = p.stderr.read()
+    p.wait(timeout=300)
+    assert p.returncode == 128 + signal.SIGPIPE, (p.returncode, err)
+    assert "Traceback" not in err and "Exception ignored" not in err and "error" not in err, err
+
+
 # ---------------------------------------------------------------- 5. broken dataset files
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["cbcs", "train-groups", "eval", "predict", "summary"])
