@@ -169,13 +169,21 @@ class Steps:
         return {n: maps_dir(self.runs, dataset, n) for n in names if maps_dir(self.runs, dataset, n).is_dir()}
 
 
+def _own_process_group():
+    """In the step's process, before it starts (process_group=0 needs Python 3.11)."""
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_step_command(cmd, limit=300.0):
     """Run a step's command and return its exit status. The step runs in a process group of
     its own, so that a Ctrl-C reaches it exactly once, forwarded from here: it then finishes its
     own way out (its snapshot, its workers, its one line) instead of being killed after 0.25 s
     as subprocess.run does, which left its worker processes running; killed only after `limit`
-    seconds. An interrupted step that said so ends the pipeline with 130 and no second line."""
-    p = subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=os.setpgrp)   # (process_group=0: 3.11+)
+    seconds. An interrupted step that said so ends the pipeline with 130 and no second line.
+    The step takes SIGINT even where the pipeline ignores it (a background job): no terminal
+    reaches its process group, and the pipeline forwards a SIGTERM to it as SIGINT."""
+    p = subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=_own_process_group)
     try:
         return p.wait()
     except KeyboardInterrupt:

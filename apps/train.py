@@ -34,7 +34,7 @@ import numpy as np
 
 from core.args import non_negative_int, number_in, positive_float, positive_int
 from core.diagnostics import RatioLog, learnable_layers
-from core.errors import UserError, cli
+from core.errors import UserError, cli, sigint_ignored
 from core.layout import MODELS, SCORE_LAYER, model_files
 from core.netio import (caffe, caffe_pb2, check_net, check_weights_path, load_net, read_prototxt,
                         read_solver, read_solverstate, read_weights, restore)
@@ -397,13 +397,14 @@ def make_validator(args, solver):
 
 class StopSignals:
     """SIGINT / SIGTERM during the loop only set a flag: the loop ends after its step and the
-    final snapshot is written."""
+    final snapshot is written. SIGINT inherited ignored stays ignored (core.errors.sigint_ignored)."""
 
     def __init__(self):
         self.signal = None
 
     def __enter__(self):
-        self.old = {s: signal.signal(s, self._on) for s in (signal.SIGINT, signal.SIGTERM)}
+        caught = (signal.SIGTERM,) if sigint_ignored() else (signal.SIGINT, signal.SIGTERM)
+        self.old = {s: signal.signal(s, self._on) for s in caught}
         return self
 
     def _on(self, signum, frame):

@@ -1,6 +1,8 @@
 """User-facing errors: one clear line and exit status 2, never a traceback for a user mistake.
 
-Ctrl-C is one line ("interrupted") and status 130 at any moment. A KeyboardInterrupt raised
+Ctrl-C is one line ("interrupted") and status 130 at any moment, unless the command was started
+with SIGINT ignored (a background job of a non-interactive shell inherits it so): then it stays
+ignored throughout, start-up included, as it was meant to be (`sigint_ignored`). A KeyboardInterrupt raised
 while a module is being imported (a command spends its first seconds importing Caffe, OpenCV,
 matplotlib) can surface inside C code as an ImportError with a long traceback; so during an
 import, SIGINT ends the process at once with that line, and elsewhere it raises
@@ -109,6 +111,13 @@ def os_error_line(e):
     return f"{e.filename}: {reason}" if e.filename is not None else reason
 
 
+def sigint_ignored():
+    """SIGINT is ignored: the command was started so (a background job of a non-interactive
+    shell, `cmd &` in a script, inherits it), and keeps ignoring Ctrl-C throughout, as it did
+    while it imported; whatever handles Ctrl-C is installed only where this is False."""
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
 class _NamedStdout:
     """sys.stdout while a command runs: a write that fails (a full disk, a reader gone away)
     raises an OSError naming stdout, where Python's names no file."""
@@ -170,7 +179,7 @@ def cli(main):
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         previous = None
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread() and not sigint_ignored():
             previous = signal.signal(signal.SIGINT, _on_sigint)
         try:
             return _run_and_flush(main, args, kwargs)

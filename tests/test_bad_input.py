@@ -767,6 +767,40 @@ def test_ctrl_c_at_any_moment_is_one_line_and_130(data, tmp_path, command, after
         assert files_of(out) == before
 
 
+SIGINT_IGNORED_SCRIPTS = {   # what runs with SIGINT ignored, and what it prints when it kept ignoring it
+    "a command": ("import os, signal, sys, time\n"
+                  "from core.errors import cli\n"
+                  "@cli\n"
+                  "def main():\n"
+                  "    os.kill(os.getpid(), signal.SIGINT)\n"
+                  "    time.sleep(0.5)\n"
+                  "    print('finished')\n"
+                  "main()\n", "finished"),
+    "the training loop": ("import os, signal, time\n"
+                          "from apps.train import StopSignals\n"
+                          "with StopSignals() as stop:\n"
+                          "    os.kill(os.getpid(), signal.SIGINT)\n"
+                          "    time.sleep(0.5)\n"
+                          "print('stopped by', stop.signal)\n", "stopped by None"),
+    # the pipeline's steps take the SIGINT it forwards (for a SIGTERM), in their own process group
+    "a pipeline step": ("import sys\n"
+                        "from apps.pipeline import run_step_command\n"
+                        "code = 'import signal, sys; sys.exit(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)'\n"
+                        "print('step ignores SIGINT:', run_step_command([sys.executable, '-c', code]))\n",
+                        "step ignores SIGINT: 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIGINT_IGNORED_SCRIPTS))
+def test_ctrl_c_ignored_at_the_start_stays_ignored(tmp_path, case):
+    """A background job of a non-interactive shell (`cmd &` in a script) inherits SIGINT ignored:
+    it ignored Ctrl-C while it imported and must not start honouring it later."""
+    code, printed = SIGINT_IGNORED_SCRIPTS[case]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=120,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert (r.returncode, r.stdout.strip()) == (0, printed), r.stderr
+
+
 # ---------------------------------------------------------------- 7. settings that make no sense
 SETTINGS = [
     (["apps.train", "--iters", -1], "--iters", ">= 0"),
