@@ -37,13 +37,13 @@ from core.args import non_negative_int, number_in, positive_float, positive_int
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli, sigint_ignored
 from core.layout import MODELS, SCORE_LAYER, model_files
-from core.netio import (caffe, caffe_pb2, check_net, check_weights_path, load_net, read_prototxt,
-                        read_solver, read_solverstate, read_weights, restore)
+from core.netio import (caffe, caffe_pb2, check_net, check_weights_file, load_net, read_prototxt, read_solver,
+                        read_solverstate, read_weights, restore)
 from core import netgen
 from core.netcheck import TWO_HISTORIES, check_solver, solver_type
 from core.outputs import (STAGING_PREFIX, atomic_path, atomic_write_bytes, atomic_write_text,
                           check_space, prepare_out_dir, write_together)
-from core.surgery import init_bilinear, single_to_group, transplant_vgg16
+from core.surgery import check_vgg16, init_bilinear, single_to_group, transplant_vgg16
 
 
 # ---------------------------------------------------------------- the run's records
@@ -318,9 +318,12 @@ def check_inputs(args):
                        (args.solver, "solver")):
         if path and not os.path.isfile(path):
             raise UserError(f"{path}: {what} not found")
-    for path in (args.vgg16, args.from_single, args.init):
-        if path:
-            check_weights_path(path)
+    if args.vgg16:
+        check_vgg16(args.vgg16)
+    if args.from_single:
+        check_weights_file(model_files("single", args.tiny).deploy, args.from_single)
+    if args.init:
+        check_weights_file(model_files(args.model, args.tiny).deploy, args.init)
     if not os.path.isdir(args.data_root):
         raise UserError(f"{args.data_root}: data root not found")
     if args.iters == 0 and not args.resume:

@@ -600,6 +600,9 @@ WEIGHT_BLOB_DAMAGE = {
     "no values": (lambda b: b.data.__delitem__(slice(None)), ["conv1_2", "holds 0 values"]),
     "double values of another count": (lambda b: b.double_data.extend([0.0] * 5), ["conv1_2", "holds 5 values"]),
     "shape flattened": (lambda b: b.shape.dim.__setitem__(slice(None), [576]), ["conv1_2", "(576,)"]),
+    # fifth pass: values Caffe copies without a word, and that give NaN maps or a NaN loss
+    "a NaN value": (lambda b: b.data.__setitem__(7, float("nan")), ["conv1_2", "1 NaN or infinite"]),
+    "an infinite value": (lambda b: b.data.__setitem__(0, float("-inf")), ["conv1_2", "1 NaN or infinite"]),
 }
 
 
@@ -621,6 +624,38 @@ def test_weights_whose_blob_values_do_not_fit(data, tmp_path, command, damage):
     r = run(*argv)
     assert_fails_cleanly(r, path, *words)
     assert not (tmp_path / "out").exists()      # a run folder neither: a failed start leaves nothing new
+
+
+@pytest.mark.slow
+def test_vgg16_weights_holding_nan_are_refused_before_the_run(data, tmp_path):
+    from core.netio import read_weights
+    from core.toydata import write_vgg16_like
+    path = tmp_path / "vgg16.caffemodel"
+    write_vgg16_like(str(path))
+    weights = read_weights(path)
+    next(x for x in weights.layers if x.name == "conv3_2").blobs[1].data[4] = float("nan")
+    path.write_bytes(weights.SerializeToString())
+    r = run("apps.train", *train_args(data["groups"], data["root"], tmp_path / "out"), "--iters", 1, "--vgg16", path)
+    assert_fails_cleanly(r, path, "conv3_2", "NaN")
+    assert not (tmp_path / "out").exists()
+
+
+PROTOTXT_MISFITS = {   # id: (the model of the weights, the deploy prototxt given, words of the message)
+    "group weights, Ours-S prototxt": ("group", TINY_SINGLE.deploy, ["'score'"]),
+    "Ours-S weights, group prototxt": ("single", TINY_GROUP.deploy, ["'conv_g1'"]),
+    "tiny weights, full-size prototxt": ("single", model_files("single").deploy, ["'conv1_1'", "(64, 3, 3, 3)"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(PROTOTXT_MISFITS))
+def test_predict_with_weights_that_do_not_fit_the_prototxt(data, tmp_path, case):
+    """Refused before the dataset is read and before Caffe reads either file, naming both."""
+    model, prototxt, words = PROTOTXT_MISFITS[case]
+    r = run("apps.predict", "--weights", data["weights"][model], "--prototxt", prototxt, "--dataset", "icoseg",
+            "--root", data["root"], "--out", tmp_path / "o", "--quiet")
+    assert_fails_cleanly(r, data["weights"][model], prototxt, *words)
+    assert not (tmp_path / "o").exists()
 
 
 # ---------------------------------------------------------------- 3. run folders move
@@ -911,9 +946,9 @@ def test_prepare_out_dir(tmp_path):
 
 
 def test_shape_checks_match_caffe_on_every_prototxt():
-    from core.netcheck import check_shapes
-    from core.netio import caffe, read_prototxt
-    for model in ("group", "single"):
+    from core.netcheck import check_shapes, learnable_shapes
+    from core.netio import caffe, net_learnable_shapes, read_prototxt
+    for model in ("group", "single", "group_plus"):
         for tiny in (False, True):
             deploy = model_files(model, tiny).deploy
             shapes = check_shapes(read_prototxt(deploy), deploy)
@@ -921,6 +956,8 @@ def test_shape_checks_match_caffe_on_every_prototxt():
             for name, blob in net.blobs.items():
                 if name in shapes:
                     assert shapes[name] == tuple(blob.data.shape), (deploy, name)
+            # the weights' shapes predict checks before Caffe reads the net
+            assert learnable_shapes(read_prototxt(deploy), deploy) == net_learnable_shapes(net), deploy
 
 
 def test_progress_prints_plain_lines_without_a_terminal(capsys, monkeypatch):
