@@ -106,7 +106,7 @@ demo-ablation: setup
 
 train: setup
 	$(PY) -m apps.pipeline train --data-root $(call q,$(DATA_ROOT)) --vgg16 $(call q,$(VGG16)) --runs $(call q,$(RUNS)) \
-	  $(GPU_ARG) $(if $(ITERS),--iters $(call q,$(ITERS))) $(if $(RESUME),--resume)
+	  $(GPU_ARG) $(if $(ITERS),--iters $(call q,$(ITERS))) $(if $(RESUME),--resume=$(call q,$(RESUME)))
 
 eval: setup
 	$(PY) -m apps.pipeline eval --dataset $(call q,$(DATASET)) --data-root $(call q,$(DATA_ROOT)) --runs $(call q,$(RUNS)) \
@@ -177,4 +177,4 @@ docker-check: setup
 # Table 1 end to end: checks the inputs, then baselines, training, evaluation, table (resumable).
 reproduce: setup
 	$(PY) -m apps.pipeline reproduce --data-root $(call q,$(DATA_ROOT)) --vgg16 $(call q,$(VGG16)) --runs $(call q,$(RUNS)) \
-	  $(GPU_ARG) --engine $(call q,$(ENGINE)) $(if $(ITERS),--iters $(call q,$(ITERS))) $(if $(DRY_RUN),--dry-run)
+	  $(GPU_ARG) --engine $(call q,$(ENGINE)) $(if $(ITERS),--iters $(call q,$(ITERS))) $(if $(DRY_RUN),--dry-run=$(call q,$(DRY_RUN)))

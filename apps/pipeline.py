@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+from core.args import switch
 from core.device import check_gpu, parse_gpu
 from core.errors import BROKEN_PIPE, INTERRUPTED, UserError, cli
 from core.outputs import atomic_write_text
@@ -477,8 +478,10 @@ def build_parser():
                        "(README 'Datasets')")
         p.add_argument("--vgg16", required=True, help="VGG_ILSVRC_16_layers.caffemodel")
         p.add_argument("--iters", type=_positive, help="iterations per stage (default: the solvers' 60000)")
-    t.add_argument("--resume", action="store_true", help="continue unfinished stages from their snapshots")
-    r.add_argument("--dry-run", action="store_true", help="check the inputs, print the plan, run nothing")
+    t.add_argument("--resume", nargs="?", type=switch("RESUME"), const=True, default=False, metavar="1|0",
+                   help="continue unfinished stages from their snapshots (--resume=0: do not)")
+    r.add_argument("--dry-run", nargs="?", type=switch("DRY_RUN"), const=True, default=False, metavar="1|0",
+                   help="check the inputs, print the plan, run nothing (--dry-run=0: run)")
     e = add("eval", cmd_eval, "predict a benchmark with both trained models and evaluate them")
     b = add("baselines", cmd_baselines, "the baselines' maps of a benchmark (CBCS, CBCS-S, CSHS), evaluated")
     for p in (e, b):

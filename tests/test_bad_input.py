@@ -890,6 +890,39 @@ def test_standalone_settings_that_make_no_sense(tmp_path, argv, option, valid):
     assert not out.exists()
 
 
+MAKE_SWITCHES = [("train", "RESUME", "resume"), ("reproduce", "DRY_RUN", "dry_run")]
+
+
+def _make_command(target, variable, value):
+    """The pipeline's arguments that `make <target> <variable>=<value>` runs (make -n)."""
+    import shlex
+    r = subprocess.run(["make", "-n", "--no-print-directory", target, f"{variable}={value}"], capture_output=True,
+                       text=True, cwd=ROOT, env=ENV, timeout=60)
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.replace("\\\n", " ").splitlines() if "-m apps.pipeline" in x)
+    argv = shlex.split(line)
+    return argv[argv.index("apps.pipeline") + 1:]
+
+
+@pytest.mark.parametrize("value,on", [("1", True), ("yes", True), ("0", False), ("no", False), ("false", False),
+                                      ("", False)])
+@pytest.mark.parametrize("target,variable,option", MAKE_SWITCHES, ids=[v for _, v, _ in MAKE_SWITCHES])
+def test_make_switches_are_off_at_0(target, variable, option, value, on):
+    """make train RESUME=0 does not resume (a make variable is 'set' by any value, 0 included)."""
+    from apps.pipeline import build_parser
+    argv = _make_command(target, variable, value)
+    assert getattr(build_parser().parse_args(argv), option) is on, argv
+
+
+@pytest.mark.parametrize("target,variable,option", MAKE_SWITCHES, ids=[v for _, v, _ in MAKE_SWITCHES])
+def test_make_switches_other_than_1_or_0_are_refused(tmp_path, target, variable, option):
+    flag = "--" + option.replace("_", "-")
+    r = run("apps.pipeline", target, "--data-root", tmp_path, "--vgg16", tmp_path / "vgg16.caffemodel",
+            "--runs", tmp_path / "runs", f"{flag}=maybe", timeout=60)
+    assert_fails_cleanly(r, flag, "'maybe'", "1 or 0", variable)
+    assert not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------- the shared helpers, in-process
 def test_write_together_rolls_back_when_the_swap_fails(tmp_path, monkeypatch):
     from core import outputs
