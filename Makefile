@@ -157,7 +157,7 @@ gpu-check: setup
 
 # CAFFE_BUILD=<build folder> bundles another build than the CUDA one (make caffe-cuda).
 gpu-bundle: $(VENV)/.deps-done
-	PYTHON=$(PY) DATA=$(ICOSEG_DEV) scripts/gpu_bundle.sh $(BUNDLE_DIR)
+	PYTHON=$(PY) $(if $(wildcard $(ICOSEG_DEV)/images),DATA=$(call q,$(ICOSEG_DEV))) scripts/gpu_bundle.sh $(call q,$(BUNDLE_DIR))
 
 # Caffe with CUDA (nvcc on PATH; cuBLAS/cuRAND/NCCL from NVIDIA's wheels when the toolkit lacks
 # them). Prints the pycaffe folder: use it with make setup CAFFE_PYTHON=<folder>.

@@ -720,6 +720,32 @@ def test_training_on_a_full_disk_never_points_at_a_partial_snapshot(data, tmp_pa
     assert files_of(run_dir) == before
 
 
+GPU_BUNDLE_MISTAKES = {   # id: (OUT_DIR argument(s), environment, words of the message), paths under tmp_path
+    "no OUT_DIR": ([], {}, ["usage", "OUT_DIR"]),
+    "OUT_DIR under a regular file": (["file/dist"], {}, ["file", "is a file"]),
+    "OUT_DIR a regular file": (["file"], {}, ["file", "not a folder"]),
+    "PYTHON not there": (["dist"], {"PYTHON": "nothere/python"}, ["nothere/python", "not found"]),
+    "DATA without images": (["dist"], {"DATA": "empty"}, ["empty", "no images/ folder"]),
+    "CAFFE_BUILD not a build": (["dist"], {"CAFFE_BUILD": "empty"}, ["empty", "not a Caffe build folder"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GPU_BUNDLE_MISTAKES))
+def test_gpu_bundle_refuses_its_inputs_before_the_work(tmp_path, case):
+    """scripts/gpu_bundle.sh: one error line and 2, before the minutes of building and packing
+    (CAFFE_BUILD is a non-build in every case but its own: a check that came after it would
+    name it)."""
+    args, env, words = GPU_BUNDLE_MISTAKES[case]
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    env = {**ENV, "PYTHON": sys.executable, "CAFFE_BUILD": str(tmp_path / "no build"),
+           **{k: str(tmp_path / v) for k, v in env.items()}}
+    r = subprocess.run(["scripts/gpu_bundle.sh", *[str(tmp_path / a) for a in args]], capture_output=True, text=True,
+                       cwd=ROOT, env=env, timeout=120)
+    assert_fails_cleanly(r, *words)
+    assert sorted(os.listdir(tmp_path)) == ["empty", "file"]
+
+
 def _stdout_commands(data, tmp_path):
     """Commands that print their summary or table on stdout."""
     results = tmp_path / "results.json"
