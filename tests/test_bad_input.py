@@ -409,15 +409,40 @@ def test_msrc_convert_refuses_an_output_folder_of_the_release(tmp_path, out):
     assert files_of(tmp_path) == before and sorted(os.listdir(release)) == ["GroundTruth", "Images"]
 
 
-def test_a_failed_msrc_reconversion_does_not_look_complete(tmp_path):
+def test_a_failed_msrc_reconversion_leaves_the_earlier_one_whole(tmp_path):
+    """The new set is swapped in, or none of it: here the disk is full when group 10, whose
+    object the corrected release says is a cow, gets its new folder."""
+    import cv2
     release = tmp_path / "release"
     _msrc_release(release)
     assert run("data_prep", "msrc-convert", "--root", release).returncode == 0
+    before = files_of(release / "cosal")
+    gt = release / "GroundTruth" / "10_1_s_GT.bmp"
+    car_to_cow = cv2.imread(str(gt))
+    car_to_cow[8:12, 3:9] = (128, 0, 0)     # BGR of MSRC's cow
+    cv2.imwrite(str(gt), car_to_cow)
+    r = run("data_prep", "msrc-convert", "--root", release, fault=("enospc", release / "cosal" / "images" / "10_cow"))
+    assert_fails_cleanly(r, release / "cosal", "No space left")
+    assert files_of(release / "cosal") == before
     assert run("data_prep", "summary", "--dataset", "msrc-raw", "--root", release).returncode == 0
-    r = run("data_prep", "msrc-convert", "--root", release, fault=("enospc", release / "cosal" / "images" / "10_car"))
-    assert_fails_cleanly(r, "10_1_s.bmp", "No space left")
-    assert_fails_cleanly(run("data_prep", "summary", "--dataset", "msrc-raw", "--root", release), "msrc-convert")
     assert run("data_prep", "msrc-convert", "--root", release).returncode == 0
+    assert sorted(os.listdir(release / "cosal" / "images")) == ["01_cow", "10_cow"]
+
+
+def test_an_msrc_reconversion_holds_exactly_its_own_groups(tmp_path):
+    """Groups of an earlier conversion that the new one lacks (a release corrected since) go."""
+    release = tmp_path / "release"
+    _msrc_release(release)
+    assert run("data_prep", "msrc-convert", "--root", release).returncode == 0
+    (release / "Images" / "10_1_s.bmp").unlink()
+    (release / "GroundTruth" / "10_1_s_GT.bmp").unlink()
+    r = run("data_prep", "msrc-convert", "--root", release)
+    assert r.returncode == 0, r.stderr
+    assert sorted(files_of(release / "cosal")) == ["ground_truth/01_cow/1_1_s.png", "ground_truth/01_cow/1_2_s.png",
+                                                   "images/01_cow/1_1_s.bmp", "images/01_cow/1_2_s.bmp",
+                                                   "msrc_conversion.json"]
+    assert sorted(os.listdir(release / "cosal" / "images")) == ["01_cow"]
+    assert sorted(os.listdir(release / "cosal" / "ground_truth")) == ["01_cow"]
 
 
 # ---------------------------------------------------------------- 2. files Caffe would abort on
