@@ -582,8 +582,22 @@ def _latin1_byte(path):
     path.write_bytes(path.read_bytes() + b"# caf\xe9\n")
 
 
+def _absolute_path_outside(path):
+    """The first image of the list named by an absolute path to an image outside the data root."""
+    import cv2
+    import numpy as np
+    outside = path.parent / "outside.jpg"
+    cv2.imwrite(str(outside), np.zeros((60, 80, 3), np.uint8))
+    lines = path.read_text().splitlines()
+    group = json.loads(lines[0])
+    group["images"][0] = str(outside)
+    path.write_text("\n".join([json.dumps(group)] + lines[1:]) + "\n")
+
+
 INPUT_FILE_DAMAGE = {   # id: (which input, damage, words of the message)
     "group list repeating its groups": ("train-list", _groups_twice, ["repeats line 1"]),
+    "group list with an absolute path outside the data root": (
+        "train-list", _absolute_path_outside, ["outside.jpg", "absolute and outside the data root"]),
     "group list not UTF-8": ("train-list", _latin1_byte, ["not UTF-8"]),
     "solver not UTF-8": ("solver", _latin1_byte, ["not UTF-8"]),
 }
@@ -601,6 +615,28 @@ def test_train_with_a_damaged_input_file(data, tmp_path, damage):
             files["solver"], "--iters", 1)
     assert_fails_cleanly(r, files[which], *words)
     assert not (tmp_path / "run").exists()      # a failed start leaves nothing new
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["a saliency map", "--annotations"])
+def test_a_file_given_as_a_folder_is_said_to_be_one(data, tmp_path, what):
+    """Not 'missing' or 'not found': the path is there, as a folder."""
+    if what == "a saliency map":
+        maps = tmp_path / "maps"
+        shutil.copytree(data["maps"], maps)
+        bad = maps / "g 1" / "2.png"
+        bad.unlink()
+        bad.mkdir()
+        r = run(*eval_args(data["root"], maps, tmp_path / "out"))
+        words = ["is a folder", "not a saliency map"]
+    else:
+        bad = tmp_path / "instances_train2017.json"
+        bad.mkdir()
+        (tmp_path / "coco").mkdir()
+        r = run("data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", bad, "--out", tmp_path / "out")
+        words = ["is a folder", "COCO JSON file"]
+    assert_fails_cleanly(r, bad, *words)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
