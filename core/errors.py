@@ -2,12 +2,12 @@
 
 Ctrl-C is one line ("interrupted") and status 130 at any moment, unless the command was started
 with SIGINT ignored (a background job of a non-interactive shell inherits it so): then it stays
-ignored throughout, start-up included, as it was meant to be (`sigint_ignored`). A KeyboardInterrupt raised
-while a module is being imported (a command spends its first seconds importing Caffe, OpenCV,
-matplotlib) can surface inside C code as an ImportError with a long traceback; so during an
-import, SIGINT ends the process at once with that line, and elsewhere it raises
-KeyboardInterrupt as usual, which the `cli` wrapper turns into the same line after the code on
-the way out has cleaned up. Importing this module, which every package of the project does
+ignored throughout, start-up included, as it was meant to be (`sigint_ignored`). A
+KeyboardInterrupt raised while a module is being imported (a command spends its first seconds
+importing Caffe, OpenCV, matplotlib) can surface inside C code as an ImportError with a long
+traceback; so during an import, SIGINT ends the process at once with that line, and elsewhere
+it raises KeyboardInterrupt as usual, which the `cli` wrapper turns into the same line after
+the code on the way out has cleaned up. Importing this module, which every package of the project does
 first, sets this up for `python -m <package>...` from its first import on."""
 import errno
 import functools

@@ -188,7 +188,8 @@ def check_weights_fit(shapes, weights, weights_path, require=(), net_path="the n
               if layer.blobs}
     for name in require:
         if name not in layers:
-            raise UserError(f"{weights_path}: has no weights for layer '{name}' of {net_path} (weights for another net?)")
+            raise UserError(f"{weights_path}: has no weights for layer '{name}' of {net_path} "
+                            "(weights for another net?)")
     shared = 0
     for name, want in shapes.items():
         if name not in layers:

@@ -34,7 +34,8 @@ from core.errors import cli
 from core.outputs import prepare_out_dir
 cli(lambda: prepare_out_dir(sys.argv[1], force=True))()' "$out")
 if [ -n "${DATA:-}" ]; then
-  [ -d "$DATA/images" ] || fail "$DATA: no images/ folder; DATA must be an iCoseg folder with images/ and ground_truth/ (unset: toy groups)"
+  [ -d "$DATA/images" ] \
+    || fail "$DATA: no images/ folder; DATA must be an iCoseg folder with images/ and ground_truth/ (unset: toy groups)"
   data_arg=(--data "$(cd "$DATA" && pwd)")
 elif [ -d "$here/../shared/datasets/icoseg-dev/images" ]; then
   data_arg=(--data "$here/../shared/datasets/icoseg-dev")
@@ -43,7 +44,8 @@ else
 fi
 build=${CAFFE_BUILD:-}
 if [ -n "$build" ]; then
-  [ -d "$build/build" ] || fail "$build: not a Caffe build folder (no build/); CAFFE_BUILD must be a folder of scripts/build_caffe.sh"
+  [ -d "$build/build" ] \
+    || fail "$build: not a Caffe build folder (no build/); CAFFE_BUILD must be a folder of scripts/build_caffe.sh"
 else
   pydir=$(PYTHON="$python" "$here/scripts/cuda_build.sh" | tail -n 1)
   build=$(dirname "$(dirname "$pydir")")
@@ -52,7 +54,8 @@ tool=$build/build/tools/caffe
 if [ ! -x "$tool" ]; then                         # builds cached before the tool was a target
   log "building the caffe tool in $build/build"
   make -C "$build/build" caffe.bin > "$build/build/make-tool.log" 2>&1 \
-    || { tail -20 "$build/build/make-tool.log" >&2; echo "error: $build/build/make-tool.log: cannot build the caffe tool" >&2; exit 1; }
+    || { tail -20 "$build/build/make-tool.log" >&2
+         echo "error: $build/build/make-tool.log: cannot build the caffe tool" >&2; exit 1; }
 fi
 
 work=$(mktemp -d)

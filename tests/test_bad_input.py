@@ -633,7 +633,8 @@ def test_a_file_given_as_a_folder_is_said_to_be_one(data, tmp_path, what):
         bad = tmp_path / "instances_train2017.json"
         bad.mkdir()
         (tmp_path / "coco").mkdir()
-        r = run("data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", bad, "--out", tmp_path / "out")
+        r = run("data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", bad,
+                "--out", tmp_path / "out")
         words = ["is a folder", "COCO JSON file"]
     assert_fails_cleanly(r, bad, *words)
     assert not (tmp_path / "out").exists()
