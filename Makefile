@@ -106,7 +106,7 @@ demo-ablation: setup
 
 train: setup
 	$(PY) -m apps.pipeline train --data-root $(call q,$(DATA_ROOT)) --vgg16 $(call q,$(VGG16)) --runs $(call q,$(RUNS)) \
-	  $(GPU_ARG) $(if $(ITERS),--iters $(call q,$(ITERS))) $(if $(RESUME),--resume)
+	  $(GPU_ARG) $(if $(ITERS),--iters $(call q,$(ITERS))) $(if $(RESUME),--resume=$(call q,$(RESUME)))
 
 eval: setup
 	$(PY) -m apps.pipeline eval --dataset $(call q,$(DATASET)) --data-root $(call q,$(DATA_ROOT)) --runs $(call q,$(RUNS)) \
@@ -157,7 +157,8 @@ gpu-check: setup
 
 # CAFFE_BUILD=<build folder> bundles another build than the CUDA one (make caffe-cuda).
 gpu-bundle: $(VENV)/.deps-done
-	PYTHON=$(PY) DATA=$(ICOSEG_DEV) scripts/gpu_bundle.sh $(BUNDLE_DIR)
+	PYTHON=$(PY) $(if $(wildcard $(ICOSEG_DEV)/images),DATA=$(call q,$(ICOSEG_DEV))) \
+	  scripts/gpu_bundle.sh $(call q,$(BUNDLE_DIR))
 
 # Caffe with CUDA (nvcc on PATH; cuBLAS/cuRAND/NCCL from NVIDIA's wheels when the toolkit lacks
 # them). Prints the pycaffe folder: use it with make setup CAFFE_PYTHON=<folder>.
@@ -177,4 +178,5 @@ docker-check: setup
 # Table 1 end to end: checks the inputs, then baselines, training, evaluation, table (resumable).
 reproduce: setup
 	$(PY) -m apps.pipeline reproduce --data-root $(call q,$(DATA_ROOT)) --vgg16 $(call q,$(VGG16)) --runs $(call q,$(RUNS)) \
-	  $(GPU_ARG) --engine $(call q,$(ENGINE)) $(if $(ITERS),--iters $(call q,$(ITERS))) $(if $(DRY_RUN),--dry-run)
+	  $(GPU_ARG) --engine $(call q,$(ENGINE)) $(if $(ITERS),--iters $(call q,$(ITERS))) \
+	  $(if $(DRY_RUN),--dry-run=$(call q,$(DRY_RUN)))

@@ -25,8 +25,9 @@ import subprocess
 import sys
 import time
 
+from core.args import switch
 from core.device import check_gpu, parse_gpu
-from core.errors import INTERRUPTED, UserError, cli
+from core.errors import BROKEN_PIPE, INTERRUPTED, UserError, cli
 from core.outputs import atomic_write_text
 from core.layout import (DATASET_FOLDERS, MODELS, PROJECT_ROOT, TABLE1_DATASETS, TRAINING_DATASET,
                          dataset_root, eval_dir, maps_dir, model_files, run_dir, table_dir)
@@ -149,6 +150,8 @@ class Steps:
         print(f"== {title}\n$ {line}", file=sys.stderr)
         t = time.time()
         returncode = run_step_command([sys.executable, "-m", *map(str, command)])
+        if returncode == BROKEN_PIPE:   # the reader of its output went away (`make eval | head`)
+            raise SystemExit(BROKEN_PIPE)
         if returncode != 0:
             print(f"== {title}: failed (exit {returncode}); rerun to continue from this step", file=sys.stderr)
             raise SystemExit(returncode)
@@ -167,13 +170,21 @@ class Steps:
         return {n: maps_dir(self.runs, dataset, n) for n in names if maps_dir(self.runs, dataset, n).is_dir()}
 
 
+def _own_process_group():
+    """In the step's process, before it starts (process_group=0 needs Python 3.11)."""
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_step_command(cmd, limit=300.0):
     """Run a step's command and return its exit status. The step runs in a process group of
     its own, so that a Ctrl-C reaches it exactly once, forwarded from here: it then finishes its
     own way out (its snapshot, its workers, its one line) instead of being killed after 0.25 s
     as subprocess.run does, which left its worker processes running; killed only after `limit`
-    seconds. An interrupted step that said so ends the pipeline with 130 and no second line."""
-    p = subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=os.setpgrp)   # (process_group=0: 3.11+)
+    seconds. An interrupted step that said so ends the pipeline with 130 and no second line.
+    The step takes SIGINT even where the pipeline ignores it (a background job): no terminal
+    reaches its process group, and the pipeline forwards a SIGTERM to it as SIGINT."""
+    p = subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=_own_process_group)
     try:
         return p.wait()
     except KeyboardInterrupt:
@@ -467,8 +478,10 @@ def build_parser():
                        "(README 'Datasets')")
         p.add_argument("--vgg16", required=True, help="VGG_ILSVRC_16_layers.caffemodel")
         p.add_argument("--iters", type=_positive, help="iterations per stage (default: the solvers' 60000)")
-    t.add_argument("--resume", action="store_true", help="continue unfinished stages from their snapshots")
-    r.add_argument("--dry-run", action="store_true", help="check the inputs, print the plan, run nothing")
+    t.add_argument("--resume", nargs="?", type=switch("RESUME"), const=True, default=False, metavar="1|0",
+                   help="continue unfinished stages from their snapshots (--resume=0: do not)")
+    r.add_argument("--dry-run", nargs="?", type=switch("DRY_RUN"), const=True, default=False, metavar="1|0",
+                   help="check the inputs, print the plan, run nothing (--dry-run=0: run)")
     e = add("eval", cmd_eval, "predict a benchmark with both trained models and evaluate them")
     b = add("baselines", cmd_baselines, "the baselines' maps of a benchmark (CBCS, CBCS-S, CSHS), evaluated")
     for p in (e, b):

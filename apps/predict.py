@@ -31,8 +31,8 @@ from core.args import positive_int
 from core.errors import UserError, cli
 from core.imageio import read_image, write_png
 from core.outputs import prepare_out_dir, staged_dir
-from core.netio import (check_net, check_weights_fit, check_weights_path, load_net, read_prototxt,
-                        read_weights)
+from core.netio import (check_net, check_weights_file, check_weights_fit, check_weights_path, load_net,
+                        net_learnable_shapes, read_prototxt, read_weights)
 from core.preprocess import image_to_blob
 from core.progress import progress as progress_bar
 
@@ -98,7 +98,8 @@ class OpenCVEngine:
         # cv2 has no shape checks of its own worth the name (a mismatch is a cv2.error, a
         # crash or silently wrong maps): check the weights against pycaffe's view of the net.
         check = load_net(prototxt)
-        check_weights_fit(check, read_weights(weights), weights, require=list(check.params))
+        check_weights_fit(net_learnable_shapes(check), read_weights(weights), weights, require=list(check.params),
+                          net_path=prototxt)
         _check_output(check, self.shape, prototxt)
         del check
         if threads is not None:
@@ -248,9 +249,9 @@ def main(argv=None):
         raise UserError("--dataset needs --root (the dataset's folder)")
     if args.images is not None and args.root:
         raise UserError("--root goes with --dataset; with --images give the folder to --images")
-    check_weights_path(args.weights)
     prototxt = args.prototxt or model_files(args.model).deploy
     shape = deploy_input_shape(prototxt)
+    check_weights_file(prototxt, os.path.expanduser(args.weights))   # before the dataset is read
     if args.group_size is not None and args.group_size != shape[0]:
         raise UserError(f"--group-size {args.group_size} does not match the deploy net's batch of "
                         f"{shape[0]} ({prototxt}); pass a prototxt with that Input shape")

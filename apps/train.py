@@ -20,6 +20,7 @@ folder's own caffemodel, whatever path the solverstate remembers. A snapshot is 
 once both of its files are complete and read back.
 """
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -34,15 +35,15 @@ import numpy as np
 
 from core.args import non_negative_int, number_in, positive_float, positive_int
 from core.diagnostics import RatioLog, learnable_layers
-from core.errors import UserError, cli
+from core.errors import UserError, cli, sigint_ignored
 from core.layout import MODELS, SCORE_LAYER, model_files
-from core.netio import (caffe, caffe_pb2, check_net, check_weights_path, load_net, read_prototxt,
-                        read_solver, read_solverstate, read_weights, restore)
+from core.netio import (caffe, caffe_pb2, check_net, check_weights_file, load_net, read_prototxt, read_solver,
+                        read_solverstate, read_weights, restore)
 from core import netgen
 from core.netcheck import TWO_HISTORIES, check_solver, solver_type
 from core.outputs import (STAGING_PREFIX, atomic_path, atomic_write_bytes, atomic_write_text,
                           check_space, prepare_out_dir, write_together)
-from core.surgery import init_bilinear, single_to_group, transplant_vgg16
+from core.surgery import check_vgg16, init_bilinear, single_to_group, transplant_vgg16
 
 
 # ---------------------------------------------------------------- the run's records
@@ -317,9 +318,12 @@ def check_inputs(args):
                        (args.solver, "solver")):
         if path and not os.path.isfile(path):
             raise UserError(f"{path}: {what} not found")
-    for path in (args.vgg16, args.from_single, args.init):
-        if path:
-            check_weights_path(path)
+    if args.vgg16:
+        check_vgg16(args.vgg16)
+    if args.from_single:
+        check_weights_file(model_files("single", args.tiny).deploy, args.from_single)
+    if args.init:
+        check_weights_file(model_files(args.model, args.tiny).deploy, args.init)
     if not os.path.isdir(args.data_root):
         raise UserError(f"{args.data_root}: data root not found")
     if args.iters == 0 and not args.resume:
@@ -327,8 +331,8 @@ def check_inputs(args):
 
 
 def open_run(args):
-    """The run folder, checked (writable, new or this run's own) before the work; and the
-    snapshot to resume from, or None."""
+    """The run folder, checked (writable, new or this run's own) before the work; the snapshot
+    to resume from, or None; and whether this command created the folder."""
     run = RunFolder(os.path.abspath(os.path.expanduser(args.out)))
     latest = run.latest() if args.resume and os.path.isdir(run.out) else None
     if args.resume and latest is None:
@@ -337,9 +341,26 @@ def open_run(args):
         raise UserError(f"{args.out}: already holds a run; pass --resume to continue it or choose another --out")
     prepare_out_dir(run.out, force=args.force,
                     may_hold=lambda names: args.resume or set(names) <= RUN_FILES)
+    created = not os.path.isdir(run.out)
     os.makedirs(run.out, exist_ok=True)
     shutil.rmtree(run.partial, ignore_errors=True)     # what a crash mid-snapshot left
-    return run, latest
+    return run, latest, created
+
+
+@contextlib.contextmanager
+def removed_if_start_fails(folder, created):
+    """A run folder this command created is removed again when the run fails to start before
+    writing anything there (a damaged group list, an unusable GPU, Ctrl-C): a failed start
+    leaves nothing new. One that holds the run's records stays, to be started again."""
+    try:
+        yield
+    except BaseException:
+        if created:
+            try:
+                os.rmdir(folder)
+            except OSError:     # not empty
+                pass
+        raise
 
 
 def build_solver(args, run, start, scratch):
@@ -397,13 +418,14 @@ def make_validator(args, solver):
 
 class StopSignals:
     """SIGINT / SIGTERM during the loop only set a flag: the loop ends after its step and the
-    final snapshot is written."""
+    final snapshot is written. SIGINT inherited ignored stays ignored (core.errors.sigint_ignored)."""
 
     def __init__(self):
         self.signal = None
 
     def __enter__(self):
-        self.old = {s: signal.signal(s, self._on) for s in (signal.SIGINT, signal.SIGTERM)}
+        caught = (signal.SIGTERM,) if sigint_ignored() else (signal.SIGINT, signal.SIGTERM)
+        self.old = {s: signal.signal(s, self._on) for s in caught}
         return self
 
     def _on(self, signum, frame):
@@ -447,22 +469,23 @@ def loop(solver, run, args, max_iter, val, stop, kind, ratios):
 
 def train(args):
     check_inputs(args)
-    run, latest = open_run(args)
+    run, latest, created = open_run(args)
     start = latest["iter"] if latest else 0
 
-    from core.device import select_mode
-    select_mode(args.gpu)
-    caffe.set_random_seed(args.seed)
+    with removed_if_start_fails(run.out, created):
+        from core.device import select_mode
+        select_mode(args.gpu)
+        caffe.set_random_seed(args.seed)
 
-    scratch = tempfile.mkdtemp(dir=run.out, prefix=STAGING_PREFIX)
-    try:
-        solver, net, solver_param = build_solver(args, run, start, scratch)
-        kind = solver_type(solver_param)
-        check_space(run.out, run.snapshot_bytes(solver.net, kind), "a snapshot")
-        print(start_weights(solver, solver_param, args, run, latest, scratch), file=sys.stderr)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    run.write_records(net, solver_param)       # only now: the solver was built and restored
+        scratch = tempfile.mkdtemp(dir=run.out, prefix=STAGING_PREFIX)
+        try:
+            solver, net, solver_param = build_solver(args, run, start, scratch)
+            kind = solver_type(solver_param)
+            check_space(run.out, run.snapshot_bytes(solver.net, kind), "a snapshot")
+            print(start_weights(solver, solver_param, args, run, latest, scratch), file=sys.stderr)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        run.write_records(net, solver_param)       # only now: the solver was built and restored
     os.makedirs(run.partial, exist_ok=True)
     val = make_validator(args, solver)
 

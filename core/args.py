@@ -32,3 +32,19 @@ def number_in(lo=None, hi=None, kind=int, lo_open=False):
 positive_int = number_in(1)
 non_negative_int = number_in(0)
 positive_float = number_in(0, kind=float, lo_open=True)
+
+
+def switch(make_variable):
+    """An argparse type for an on/off option given a value, as the Makefile passes RESUME=...
+    and DRY_RUN=...: 1, yes, true are on; 0, no, false and nothing are off; anything else is
+    refused (a make variable is 'set' by any value, 0 included)."""
+    def parse(text):
+        value = text.strip().lower()
+        if value in ("1", "yes", "true"):
+            return True
+        if value in ("0", "no", "false", ""):
+            return False
+        raise argparse.ArgumentTypeError(f"must be 1 or 0 (yes or no; make: {make_variable}=1 or "
+                                         f"{make_variable}=0), got {text!r}")
+    parse.__name__ = "1 or 0"
+    return parse

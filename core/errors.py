@@ -1,12 +1,15 @@
 """User-facing errors: one clear line and exit status 2, never a traceback for a user mistake.
 
-Ctrl-C is one line ("interrupted") and status 130 at any moment. A KeyboardInterrupt raised
-while a module is being imported (a command spends its first seconds importing Caffe, OpenCV,
-matplotlib) can surface inside C code as an ImportError with a long traceback; so during an
-import, SIGINT ends the process at once with that line, and elsewhere it raises
-KeyboardInterrupt as usual, which the `cli` wrapper turns into the same line after the code on
-the way out has cleaned up. Importing this module, which every package of the project does
+Ctrl-C is one line ("interrupted") and status 130 at any moment, unless the command was started
+with SIGINT ignored (a background job of a non-interactive shell inherits it so): then it stays
+ignored throughout, start-up included, as it was meant to be (`sigint_ignored`). A
+KeyboardInterrupt raised while a module is being imported (a command spends its first seconds
+importing Caffe, OpenCV, matplotlib) can surface inside C code as an ImportError with a long
+traceback; so during an import, SIGINT ends the process at once with that line, and elsewhere
+it raises KeyboardInterrupt as usual, which the `cli` wrapper turns into the same line after
+the code on the way out has cleaned up. Importing this module, which every package of the project does
 first, sets this up for `python -m <package>...` from its first import on."""
+import errno
 import functools
 import os
 import signal
@@ -14,6 +17,9 @@ import sys
 import threading
 
 INTERRUPTED = 130
+# What a shell reports for a Unix tool whose reader went away (`cmd | head -1`): 128 + SIGPIPE.
+BROKEN_PIPE = 128 + signal.SIGPIPE
+STDOUT = "<stdout>"
 
 
 class UserError(Exception):
@@ -100,24 +106,89 @@ sys.unraisablehook = _unraisable
 def os_error_line(e):
     """One line for an OSError: the path it concerns and the system's reason."""
     reason = e.strerror or str(e)
+    if e.filename == STDOUT:
+        return f"{STDOUT}: cannot write the command's output ({reason}); redirect it elsewhere"
     return f"{e.filename}: {reason}" if e.filename is not None else reason
+
+
+def sigint_ignored():
+    """SIGINT is ignored: the command was started so (a background job of a non-interactive
+    shell, `cmd &` in a script, inherits it), and keeps ignoring Ctrl-C throughout, as it did
+    while it imported; whatever handles Ctrl-C is installed only where this is False."""
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+class _NamedStdout:
+    """sys.stdout while a command runs: a write that fails (a full disk, a reader gone away)
+    raises an OSError naming stdout, where Python's names no file."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+    def write(self, text):
+        try:
+            return self.stream.write(text)
+        except OSError as e:
+            raise _stdout_failed(self.stream, e) from None
+
+    def flush(self):
+        try:
+            self.stream.flush()
+        except OSError as e:
+            raise _stdout_failed(self.stream, e) from None
+
+
+def _stdout_failed(stream, e):
+    """The OSError of stdout, named. What could not be written goes to /dev/null: Python would
+    try again at exit and print "Exception ignored" with a traceback."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError):   # no file descriptor to replace (io.UnsupportedOperation)
+        pass
+    return OSError(e.errno, e.strerror, STDOUT)
+
+
+def _run_and_flush(main, args, kwargs):
+    """main(), with stdout named in its errors and flushed before the command ends."""
+    stream = sys.stdout
+    if stream is None:          # started with stdout closed: print() writes nothing
+        return main(*args, **kwargs)
+    sys.stdout = named = _NamedStdout(stream)
+    try:
+        try:
+            result = main(*args, **kwargs)
+        except SystemExit:
+            named.flush()
+            raise
+        named.flush()
+        return result
+    finally:
+        sys.stdout = stream
 
 
 def cli(main):
     """Decorate a command-line `main` so that a UserError, an OSError (a full disk, a read-only
-    file system, a missing permission: one line naming the path) or Ctrl-C ends the process
-    with a one-line message instead of a traceback."""
+    file system, a missing permission, a stdout that takes nothing more: one line naming the
+    path) or Ctrl-C ends the process with a one-line message instead of a traceback. A stdout
+    whose reader went away (`| head`) ends it quietly with BROKEN_PIPE, as Unix tools end."""
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         previous = None
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread() and not sigint_ignored():
             previous = signal.signal(signal.SIGINT, _on_sigint)
         try:
-            return main(*args, **kwargs)
+            return _run_and_flush(main, args, kwargs)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         except OSError as e:
+            if e.filename == STDOUT and e.errno == errno.EPIPE:
+                sys.exit(BROKEN_PIPE)
             print(f"error: {os_error_line(e)}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:

@@ -191,6 +191,10 @@ def _top_shapes(layer, bottoms):
         return [bottoms[0]] * len(layer.top)
     if t == "Slice":
         return _slice(layer, bottoms[0])
+    if t == "Flatten":
+        b, p = bottoms[0], layer.flatten_param
+        a, e = _axis(p.axis, b), _axis(p.end_axis, b)
+        return [(*b[:a], math.prod(b[a:e + 1]), *b[e + 1:])]
     if t == "Concat":
         return _concat(layer, bottoms)
     if t == "Crop" and len(bottoms) == 2:
@@ -213,17 +217,21 @@ def _in_phase(layer, phase):
     return not any(r.HasField("phase") and r.phase == phase for r in layer.exclude)
 
 
-def check_shapes(param, path, phase=1):
+def check_shapes(param, path, phase=1, visit=None):
     """Propagate blob shapes through a parsed NetParameter; UserError naming the file, the layer
-    and what to change at the first layer Caffe would abort on. Returns {blob: shape or None}."""
+    and what to change at the first layer Caffe would abort on. Returns {blob: shape or None}.
+    visit(layer, bottom shapes) is called for each layer of `phase` that passed."""
     shapes = {name: tuple(s.dim) for name, s in zip(param.input, param.input_shape)}
     for layer in param.layer:
         if not _in_phase(layer, phase):
             continue
+        bottoms = [shapes.get(b) for b in layer.bottom]
         try:
-            tops = _top_shapes(layer, [shapes.get(b) for b in layer.bottom])
+            tops = _top_shapes(layer, bottoms)
         except _Bad as e:
             raise UserError(f"{path}: layer '{layer.name}' ({layer.type}): {e}") from None
+        if visit is not None:
+            visit(layer, bottoms)
         for i, top in enumerate(layer.top):
             shapes[top] = tops[i] if tops is not None and i < len(tops) else None
             if shapes[top] is not None and math.prod(shapes[top]) > INT_MAX:
@@ -231,6 +239,38 @@ def check_shapes(param, path, phase=1):
                                 f"{list(shapes[top])} holds more than {INT_MAX} values, Caffe's limit "
                                 "for one blob; make the input smaller")
     return shapes
+
+
+def _learnable_shapes(layer, bottoms):
+    """The shapes of a layer's learnable blobs, as Caffe makes them, for the layer types whose
+    rule is here (None for the others, or where an input shape is unknown)."""
+    if not bottoms or any(b is None for b in bottoms):
+        return None
+    t = layer.type
+    if t in ("Convolution", "Deconvolution"):
+        p, c = layer.convolution_param, bottoms[0][1]
+        k = _hw(p, "kernel", len(bottoms[0]) - 2, None)
+        w = (p.num_output, c // p.group, *k) if t == "Convolution" else (c, p.num_output // p.group, *k)
+        return [w] + [(p.num_output,)] * p.bias_term
+    if t == "InnerProduct":
+        p = layer.inner_product_param
+        n = math.prod(bottoms[0][_axis(p.axis, bottoms[0]):])
+        return [(n, p.num_output) if p.transpose else (p.num_output, n)] + [(p.num_output,)] * p.bias_term
+    return None
+
+
+def learnable_shapes(param, path, phase=1):
+    """{layer: [shapes of its learnable blobs]} of a parsed net, found without Caffe, for the
+    layers whose type has a rule here (convolutions, deconvolutions, inner products): what
+    weights must fit before Caffe copies them (core.netio.check_weights_fit)."""
+    out = {}
+
+    def visit(layer, bottoms):
+        shapes = _learnable_shapes(layer, bottoms)
+        if shapes is not None:
+            out[layer.name] = shapes
+    check_shapes(param, path, phase, visit)
+    return out
 
 
 # ---------------------------------------------------------------- solvers

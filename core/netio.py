@@ -11,11 +11,12 @@ import os
 os.environ.setdefault("GLOG_minloglevel", "2")   # before caffe loads glog: keep its INFO spam off
 
 import caffe  # noqa: E402
+import numpy as np  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
 from .errors import UserError  # noqa: E402
-from .netcheck import check_shapes, check_solver, check_solverstate, solver_type  # noqa: E402
+from .netcheck import check_shapes, check_solver, check_solverstate, learnable_shapes, solver_type  # noqa: E402
 
 PHASES = {"train": caffe.TRAIN, "test": caffe.TEST}
 
@@ -126,7 +127,8 @@ def restore(solver, solver_param, state_path, weights_path, scratch_dir):
     state = read_solverstate(state_path)
     shapes = [p.data.shape for params in solver.net.params.values() for p in params]
     check_solverstate(state, state_path, solver_type(solver_param), shapes)
-    check_weights_fit(solver.net, read_weights(weights_path), weights_path, require=list(solver.net.params))
+    check_weights_fit(net_learnable_shapes(solver.net), read_weights(weights_path), weights_path,
+                      require=list(solver.net.params))
     state.learned_net = os.path.abspath(weights_path)
     local = os.path.join(scratch_dir, ".restore.solverstate")
     try:
@@ -171,39 +173,67 @@ def blob_shape(blob):
     return tuple(d for d in dims)
 
 
-def weight_shapes(weights):
-    """layer name -> list of blob shapes, for both the current and the V1 format."""
-    layers = list(weights.layer) or list(weights.layers)
-    return {layer.name: [blob_shape(b) for b in layer.blobs] for layer in layers if layer.blobs}
+def net_learnable_shapes(net):
+    """{layer: [shapes of its learnable blobs]} of a caffe.Net."""
+    return {name: [tuple(p.data.shape) for p in params] for name, params in net.params.items()}
 
 
-def check_weights_fit(net, weights, weights_path, require=()):
-    """Every layer the weights share by name with `net` must have the same blob shapes and as
-    many values as those shapes hold (Caffe aborts otherwise); layers in `require` must be
-    present in the weights."""
+def check_weights_fit(shapes, weights, weights_path, require=(), net_path="the net"):
+    """Every layer the weights share by name with a net must have the same blob shapes, as many
+    values as those shapes hold (Caffe aborts otherwise) and only finite ones (NaN would
+    predict or train nothing but NaN); layers in `require` must be present in the weights.
+    shapes: the net's {layer: [blob shapes]}, of a caffe.Net (net_learnable_shapes) or of its
+    prototxt (core.netcheck.learnable_shapes); net_path: the net's file, named in the messages."""
     layers = {layer.name: list(layer.blobs) for layer in (list(weights.layer) or list(weights.layers))
               if layer.blobs}
     for name in require:
         if name not in layers:
-            raise UserError(f"{weights_path}: has no weights for layer '{name}' (weights for another net?)")
+            raise UserError(f"{weights_path}: has no weights for layer '{name}' of {net_path} "
+                            "(weights for another net?)")
     shared = 0
-    for name, params in net.params.items():
+    for name, want in shapes.items():
         if name not in layers:
             continue
         shared += 1
-        want = [tuple(p.data.shape) for p in params]
         blobs = layers[name]
         if len(blobs) != len(want) or not all(_same_shape(b, w) for b, w in zip(blobs, want)):
             raise UserError(f"{weights_path}: layer '{name}' has blob shapes {[blob_shape(b) for b in blobs]}, "
-                            f"the net expects {want} (weights for another net?)")
+                            f"{net_path} expects {want} (weights for another net?)")
         for i, (b, w) in enumerate(zip(blobs, want)):
             for what, n in (("values", len(b.double_data) or len(b.data)),
                             ("gradient values", len(b.double_diff) or len(b.diff))):
                 if n != _numel(w) and (what == "values" or n):
                     raise UserError(f"{weights_path}: layer '{name}' blob {i} of shape {blob_shape(b)} holds "
                                     f"{n} {what}, not {_numel(w)} (a damaged weights file)")
+            check_finite(blob_values(b), weights_path, name, i)
     if shared == 0:
-        raise UserError(f"{weights_path}: shares no layer name with the net (weights for another net?)")
+        raise UserError(f"{weights_path}: shares no layer name with {net_path} (weights for another net?)")
+
+
+def blob_values(blob):
+    """A weights blob's values as a flat array (double_data where the file holds doubles)."""
+    return np.asarray(blob.double_data, np.float64) if len(blob.double_data) else np.asarray(blob.data, np.float32)
+
+
+def check_finite(values, weights_path, layer, blob):
+    """UserError naming the file and the layer when a weights blob's values (an array) hold NaN
+    or infinities."""
+    bad = np.count_nonzero(~np.isfinite(values))
+    if bad:
+        raise UserError(f"{weights_path}: layer '{layer}' blob {blob} holds {bad} NaN or infinite value(s) "
+                        "(weights of a training that diverged, or a damaged file); use other weights")
+
+
+def check_weights_file(prototxt, weights_path):
+    """Weights against a deploy prototxt, both files checked before Caffe reads either: every
+    layer whose learnable blobs core.netcheck can shape must be in the weights and fit. Layer
+    types it cannot shape are left to load_net's check against the built net."""
+    prototxt, weights_path = os.fspath(prototxt), os.fspath(weights_path)
+    param = read_prototxt(prototxt)
+    check_net(param, prototxt)
+    shapes = learnable_shapes(param, prototxt)
+    if shapes:
+        check_weights_fit(shapes, read_weights(weights_path), weights_path, require=list(shapes), net_path=prototxt)
 
 
 def _same_shape(blob, want):
@@ -231,6 +261,7 @@ def load_net(prototxt, weights=None, phase="test", require_all=True):
     net = caffe.Net(prototxt, PHASES[phase])
     if weights is not None:
         w = read_weights(weights)
-        check_weights_fit(net, w, weights, require=list(net.params) if require_all else ())
+        check_weights_fit(net_learnable_shapes(net), w, weights, require=list(net.params) if require_all else (),
+                          net_path=prototxt)
         net.copy_from(os.fspath(weights))
     return net

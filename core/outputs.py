@@ -86,23 +86,46 @@ def staged_dir(out_dir, owned=()):
 
     owned: names (relative paths) this command writes when it has them (e.g. an optional
     figure): a stale one that was not written this time is removed with the swap, so that the
-    folder never mixes two runs. The swap moves the old files aside and renames the new ones
-    in; a failure during it puts the old ones back."""
+    folder never mixes two runs, and so is a folder left empty by that. The swap moves the old
+    files aside and renames the new ones in; a failure during it puts the old ones back."""
     out_dir = os.fspath(out_dir)
+    created = _missing_folders(out_dir)
     _makedirs(out_dir)
+    swapped = False
     try:
-        stage = tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX)
-    except OSError as e:
-        raise write_failed(out_dir, e) from None
-    try:
-        new, old = os.path.join(stage, "new"), os.path.join(stage, "old")
-        os.mkdir(new)
-        os.mkdir(old)
-        yield new
-        names = [os.path.relpath(os.path.join(d, f), new) for d, _, files in os.walk(new) for f in files]
-        _swap(out_dir, new, old, sorted(names), [n for n in owned if n not in names])
+        try:
+            stage = tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX)
+        except OSError as e:
+            raise write_failed(out_dir, e) from None
+        try:
+            new, old = os.path.join(stage, "new"), os.path.join(stage, "old")
+            os.mkdir(new)
+            os.mkdir(old)
+            yield new
+            names = [os.path.relpath(os.path.join(d, f), new) for d, _, files in os.walk(new) for f in files]
+            stale = [n for n in owned if n not in names]
+            _swap(out_dir, new, old, sorted(names), stale)
+            swapped = True
+            _remove_emptied_folders(out_dir, stale)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if not swapped:     # a command that fails leaves no new folder (see prepare_out_dir)
+            for folder in created:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+
+
+def _missing_folders(path):
+    """The folders os.makedirs(path) would create: path itself first, then those above it."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 def write_together(out_dir, files, owned=()):
@@ -140,6 +163,18 @@ def _swap(out_dir, new, old, names, stale):
         for name in moved:
             os.replace(os.path.join(old, name), os.path.join(out_dir, name))
         raise write_failed(out_dir, e) from None
+
+
+def _remove_emptied_folders(out_dir, removed):
+    """The folders of out_dir that the removed files (relative paths) leave empty, upwards."""
+    for name in removed:
+        folder = os.path.dirname(name)
+        while folder:
+            try:
+                os.rmdir(os.path.join(out_dir, folder))
+            except OSError:     # holds something else, or gone with an earlier name
+                break
+            folder = os.path.dirname(folder)
 
 
 def prepare_out_dir(out, force=False, may_hold=None, flag="--force"):

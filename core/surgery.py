@@ -12,7 +12,7 @@
 import numpy as np
 
 from .errors import UserError
-from .netio import blob_shape, read_weights, weight_shapes
+from .netio import blob_shape, blob_values, check_finite, read_weights
 
 # VGG16's 13 conv layers (Simonyan & Zisserman) and their (outputs, inputs); kernels are 3 x 3.
 VGG16_SHAPES = {"conv1_1": (64, 3), "conv1_2": (64, 64), "conv2_1": (128, 64), "conv2_2": (128, 128),
@@ -25,15 +25,22 @@ VGG16_CONVS = tuple(VGG16_SHAPES)
 def check_vgg16(weights_path):
     """The caffemodel holds conv1_1..conv5_3 with VGG16's shapes (what stage 1 transplants);
     else a UserError naming the file and the first layer that is missing or of another shape."""
-    shapes = weight_shapes(read_weights(weights_path))
+    blobs = _blobs_by_layer(read_weights(weights_path))
     for name, (n_out, n_in) in VGG16_SHAPES.items():
-        got = shapes.get(name)
-        if not got or len(got) < 2:
+        got = blobs.get(name, [])
+        if len(got) < 2:
             raise UserError(f"{weights_path}: no weights and bias for layer '{name}' (not a VGG16 caffemodel?)")
-        w = got[0]
+        w = blob_shape(got[0])
         if int(np.prod(w)) != n_out * n_in * 9 or (len(w) == 4 and tuple(w) != (n_out, n_in, 3, 3)):
             raise UserError(f"{weights_path}: layer '{name}' has weights of shape {tuple(w)}, VGG16's are "
                             f"{(n_out, n_in, 3, 3)} (not a VGG16 caffemodel?)")
+        for i, blob in enumerate(got[:2]):
+            check_finite(blob_values(blob), weights_path, name, i)
+
+
+def _blobs_by_layer(weights):
+    """{layer name: [BlobProto]} of a parsed caffemodel, current or V1 format."""
+    return {layer.name: list(layer.blobs) for layer in (list(weights.layer) or list(weights.layers))}
 
 
 def bilinear_kernel(size):
@@ -56,18 +63,18 @@ def init_bilinear(net, layer="upscore"):
 def transplant_vgg16(net, weights_path, layers=VGG16_CONVS):
     """Copy the VGG16 conv layers into `net` by name. A missing layer or a shape that differs is a
     UserError naming the layer (Caffe would abort the process)."""
-    src = read_weights(weights_path)
-    blobs = {layer.name: list(layer.blobs) for layer in (list(src.layer) or list(src.layers))}
+    blobs = _blobs_by_layer(read_weights(weights_path))
     for name in layers:
         if name not in net.params:
             raise UserError(f"the net has no layer '{name}' to receive VGG16 weights")
         if name not in blobs or len(blobs[name]) < 2:
             raise UserError(f"{weights_path}: no weights and bias for layer '{name}' (not a VGG16 caffemodel?)")
-        for dst, blob, what in zip(net.params[name], blobs[name], ("weights", "bias")):
-            arr = np.asarray(blob.data, dtype=np.float32)
+        for i, (dst, blob, what) in enumerate(zip(net.params[name], blobs[name], ("weights", "bias"))):
+            arr = blob_values(blob)
             if arr.size != dst.data.size:
                 raise UserError(f"{weights_path}: layer '{name}' {what} have shape {blob_shape(blob)}, "
                                 f"the net expects {tuple(dst.data.shape)}")
+            check_finite(arr, weights_path, name, i)
             dst.data[...] = arr.reshape(dst.data.shape)
     return list(layers)
 

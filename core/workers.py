@@ -3,6 +3,8 @@ import contextlib
 import os
 import signal
 
+from .errors import sigint_ignored
+
 
 def available_cpus():
     """The CPUs this process may run on: its affinity mask (taskset, cgroup cpusets, `docker
@@ -53,6 +55,9 @@ def interrupts_deferred():
     Ctrl-C that came meanwhile raises KeyboardInterrupt right after, also in place of an error
     it caused (a fork server or child that died of it makes the pool fail with EOFError)."""
     got = []
+    if sigint_ignored():        # nothing to defer
+        yield
+        return
     try:
         old_handler = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
     except ValueError:          # not the main thread: nothing to defer

@@ -61,6 +61,8 @@ _ANN_KEYS = ("id", "image_id", "category_id", "area", "iscrowd")
 def _load_coco(annotations, keep=None):
     """Instances of a COCO instances file; keep(annotation) -> bool: keep its segmentation."""
     path = pathlib.Path(os.path.expanduser(str(annotations)))
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; --annotations takes a COCO JSON file (instances_<split>.json)")
     if not path.is_file():
         raise UserError(f"{path}: COCO annotation file not found")
 

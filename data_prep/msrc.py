@@ -12,7 +12,7 @@ import numpy as np
 
 from core.errors import UserError
 from core.imageio import read_image, write_png
-from core.outputs import atomic_write_bytes, atomic_write_text, prepare_out_dir
+from core.outputs import atomic_write_bytes, atomic_write_text, prepare_out_dir, staged_dir
 from core.progress import progress as progress_bar
 
 from .datasets import (NO_IMAGE, NO_MASK, OUTSIDE, UNREADABLE, Dataset, Item, _find_dir, _match_masks,
@@ -63,8 +63,10 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
     root: the release folder (Images/*.bmp, GroundTruth/*_GT.bmp). out_dir: where to write
     images/<group>/<name>.bmp (copied unchanged) and ground_truth/<group>/<name>.png (0/255);
     default <root>/cosal, where the 'msrc-raw' reader looks. progress: show a progress bar.
-    Returns (Dataset of the written layout, {group: class}). Files are written atomically and
-    the marker file last, so an interrupted conversion is never taken for a complete one."""
+    Returns (Dataset of the written layout, {group: class}). The files replace an earlier
+    conversion's as a set (its groups that this one lacks go) and the marker file comes last, so
+    an interrupted conversion is never taken for a complete one, and a failed one leaves the
+    earlier one whole."""
     root = pathlib.Path(os.path.expanduser(str(root)))
     out_dir = pathlib.Path(out_dir) if out_dir is not None else root / MSRC_CONVERTED
     img_dir, gt_dir = _find_dir(root, ("images",)), _find_dir(root, ("groundtruth",))
@@ -111,30 +113,37 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
         else:
             issues["groups without an object class"] += 1
 
-    # Pass 2: write images and masks.
+    # Pass 2: write images and masks, staged: they replace an earlier conversion as a set, its
+    # groups that this one lacks included (core.outputs.staged_dir).
     written = {}
-    for g, stem in progress_bar(work, desc="msrc: writing", unit="img", enabled=progress):
-        if g not in classes or stem not in pixels:
-            continue
-        if not pixels[stem].get(classes[g]):
-            issues["images without the group's object"] += 1
-            continue
-        gt = _read_bgr(gts[stem][0])
-        if gt is None:      # readable in pass 1, not now
-            issues[UNREADABLE] += 1
-            continue
-        # an earlier conversion's marker goes before the first write: a re-conversion that
-        # stops midway must not look complete
-        (out_dir / MSRC_MARKER).unlink(missing_ok=True)
-        mask = msrc_labels(gt)[0][classes[g]]
-        group = f"{g:02d}_{classes[g]}"
-        src = images[stem][0]
-        atomic_write_bytes(out_dir / "images" / group / src.name, src.read_bytes())
-        write_png(out_dir / "ground_truth" / group / f"{stem}.png", mask.astype(np.uint8) * 255)
-        written.setdefault(group, []).append(stem)
-    if not written:     # the marker would call an empty folder a complete conversion
-        found = ", ".join(f"{k}: {v}" for k, v in sorted(issues.items()) if v) or "no images"
-        raise UserError(f"{root}: no image of the release could be converted ({found})")
+    marker = out_dir / MSRC_MARKER
+    earlier_marker = marker.read_bytes() if marker.is_file() else None
+    try:
+        with staged_dir(out_dir, owned=_converted_files(out_dir)) as stage:
+            for g, stem in progress_bar(work, desc="msrc: writing", unit="img", enabled=progress):
+                if g not in classes or stem not in pixels:
+                    continue
+                if not pixels[stem].get(classes[g]):
+                    issues["images without the group's object"] += 1
+                    continue
+                gt = _read_bgr(gts[stem][0])
+                if gt is None:      # readable in pass 1, not now
+                    issues[UNREADABLE] += 1
+                    continue
+                mask = msrc_labels(gt)[0][classes[g]]
+                group = f"{g:02d}_{classes[g]}"
+                src = images[stem][0]
+                atomic_write_bytes(os.path.join(stage, "images", group, src.name), src.read_bytes())
+                write_png(os.path.join(stage, "ground_truth", group, f"{stem}.png"), mask.astype(np.uint8) * 255)
+                written.setdefault(group, []).append(stem)
+            if not written:     # the marker would call an empty folder a complete conversion
+                found = ", ".join(f"{k}: {v}" for k, v in sorted(issues.items()) if v) or "no images"
+                raise UserError(f"{root}: no image of the release could be converted ({found})")
+            marker.unlink(missing_ok=True)   # a swap that stops midway must not look complete
+    except UserError:
+        if earlier_marker is not None and not marker.exists():   # the swap failed and put the old set back
+            atomic_write_bytes(marker, earlier_marker)
+        raise
     names = {f"{g:02d}_{c}": c for g, c in classes.items()}
     atomic_write_text(out_dir / MSRC_MARKER, json.dumps({
         "source": str(root), "groups": names, "images": {g: len(v) for g, v in written.items()},
@@ -144,6 +153,12 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
     ds = read_paired("msrc-raw", out_dir)
     ds.issues.update(issues)
     return ds, names
+
+
+def _converted_files(out_dir):
+    """The files of an earlier conversion in out_dir, as paths relative to it."""
+    return [os.path.relpath(os.path.join(d, f), out_dir) for sub in ("images", "ground_truth")
+            for d, _, files in os.walk(out_dir / sub) for f in files]
 
 
 def _check_out(root, out_dir, release_dirs):

@@ -87,14 +87,19 @@ def _map_ordered(tasks, workers, progress, desc):
 
 
 def check_predictions(dataset, methods):
-    """UserError naming how many predictions are missing (per method) and the first few paths.
+    """UserError naming how many predictions are missing (per method) and the first few paths,
+    or a map path that is a folder.
     Parameters: dataset -- data_prep Dataset; methods -- [(name, folder)]."""
     missing = {}
     for name, folder in methods:
         if not os.path.isdir(folder):
             raise UserError(f"{folder}: prediction folder of method '{name}' not found")
-        missing[name] = [str(prediction_path(folder, it)) for it in dataset.items()
-                         if it.mask is not None and not os.path.isfile(prediction_path(folder, it))]
+        paths = [prediction_path(folder, it) for it in dataset.items() if it.mask is not None]
+        folders = [p for p in paths if os.path.isdir(p)]
+        if folders:
+            raise UserError(f"{folders[0]}: is a folder, not a saliency map of method '{name}' (a PNG); "
+                            "move it away")
+        missing[name] = [str(p) for p in paths if not os.path.isfile(p)]
     total = sum(len(v) for v in missing.values())
     if total:
         counts = ", ".join(f"{n}: {len(v)}" for n, v in missing.items() if v)

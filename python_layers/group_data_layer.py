@@ -75,6 +75,16 @@ def parse_params(param_str):
     return out
 
 
+def _in_root(root, path, where):
+    """A path of the group list under the data root. An absolute one outside it would be read
+    from wherever it points, or reported merely as not found: refused, saying why."""
+    if os.path.isabs(path) and os.path.commonpath([os.path.abspath(root), os.path.normpath(path)]) != \
+            os.path.abspath(root):
+        raise UserError(f"{where}: path {path} is absolute and outside the data root {root}; a group "
+                        "list's paths are relative to its data root")
+    return os.path.join(root, path)
+
+
 class GroupLoader:
     """The decoding half of the layer, usable without Caffe: yields (data, label) arrays."""
 
@@ -92,8 +102,8 @@ class GroupLoader:
                 raise UserError(f"{where}: has {len(g['images'])} images, the net takes groups of {k}")
             if g["masks"] is None or any(m is None for m in g["masks"]):
                 raise UserError(f"{where}: every image needs a mask for training")
-            imgs = [os.path.join(root, x) for x in g["images"]]
-            masks = [os.path.join(root, x) for x in g["masks"]]
+            imgs = [_in_root(root, x, where) for x in g["images"]]
+            masks = [_in_root(root, x, where) for x in g["masks"]]
             for f in imgs + masks:
                 if not os.path.isfile(f):
                     what = "a folder, not a file" if os.path.isdir(f) else "file not found"
