@@ -17,6 +17,7 @@ import shutil
 import tempfile
 
 from .errors import UserError
+from .workers import interrupts_deferred
 
 
 def _read_umask():
@@ -100,7 +101,10 @@ def staged_dir(out_dir, owned=()):
         os.mkdir(old)
         yield new
         names = [os.path.relpath(os.path.join(d, f), new) for d, _, files in os.walk(new) for f in files]
-        _swap(out_dir, new, old, sorted(names), [n for n in owned if n not in names])
+        # Ctrl-C in the middle of the swap would leave a mix, and the old files moved aside
+        # would go with the staging folder: it waits until the swap is done.
+        with interrupts_deferred():
+            _swap(out_dir, new, old, sorted(names), [n for n in owned if n not in names])
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

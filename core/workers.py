@@ -47,8 +47,9 @@ def _exit_with_parent():
 
 @contextlib.contextmanager
 def interrupts_deferred():
-    """Hold Ctrl-C back while worker processes start: a child interrupted in the middle of being
-    spawned prints a traceback of its own. SIGINT is blocked in this thread (the children
+    """Hold Ctrl-C back through a step that must not be cut: worker processes starting (a child
+    interrupted in the middle of being spawned prints a traceback of its own), a set of outputs
+    being swapped in (core.outputs). SIGINT is blocked in this thread (the children
     inherit the mask while they start) and, should another thread receive it, only noted; a
     Ctrl-C that came meanwhile raises KeyboardInterrupt right after, also in place of an error
     it caused (a fork server or child that died of it makes the pool fail with EOFError)."""

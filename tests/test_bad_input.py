@@ -730,6 +730,34 @@ def test_ctrl_c_at_any_moment_is_one_line_and_130(data, tmp_path, command, after
         assert files_of(out) == before
 
 
+@pytest.mark.parametrize("at", [1, 2, 3, 4])
+def test_ctrl_c_while_the_outputs_are_swapped_in_keeps_one_whole_set(tmp_path, at):
+    """Ctrl-C at the at-th rename of the swap that replaces an evaluation's (or predict's) files
+    together: the folder holds the old set or the new one, never a mix or nothing (the old
+    files, moved aside, went with the staging folder)."""
+    script = tmp_path / "swap_ctrl_c.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        "from core import outputs\n"
+        "from core.errors import cli\n"
+        "out = sys.argv[1]\n"
+        "outputs.write_together(out, {'a.txt': 'old a', 'b.txt': 'old b'})\n"
+        "real, calls = os.replace, []\n"
+        "def replace(src, dst):\n"
+        "    calls.append(dst)\n"
+        f"    if len(calls) == {at}:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(src, dst)\n"
+        "outputs.os.replace = replace\n"
+        "cli(lambda: outputs.write_together(out, {'a.txt': 'new a', 'b.txt': 'new b'}))()\n")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, cwd=ROOT,
+                       env=ENV, timeout=60)
+    assert (r.returncode, r.stderr.strip()) == (130, "interrupted"), r.stderr
+    assert files_of(out) in ({"a.txt": b"old a", "b.txt": b"old b"}, {"a.txt": b"new a", "b.txt": b"new b"})
+    assert not [p for p in os.listdir(out) if p.startswith(".tmp-")]
+
+
 # ---------------------------------------------------------------- 7. settings that make no sense
 SETTINGS = [
     (["apps.train", "--iters", -1], "--iters", ">= 0"),
