@@ -17,14 +17,12 @@ import os
 import pathlib
 from typing import Optional
 
-import cv2
-import numpy as np
-
 from core.errors import UserError
-from core.imageio import is_image_file
+from core.imageio import decode_file, is_image_file
 
 # The header probe's names are part of this module's interface (issue names, FileInfo).
-from .imagefiles import EMPTY_FILE, EXT_KIND, TRUNCATED, UNREADABLE, FileInfo, probe_image  # noqa: F401
+from .imagefiles import (EMPTY_FILE, EXT_KIND, TOO_LARGE, TRUNCATED, UNREADABLE, FileInfo,  # noqa: F401
+                         probe_image)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,11 +420,10 @@ def _decode_fully(path):
     info, problem = probe_image(path)
     if problem:
         return None, problem
-    data = pathlib.Path(path).read_bytes()
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
+    try:
+        return decode_file(path).shape[:2], None
+    except UserError:
         return None, UNREADABLE
-    return img.shape[:2], None
 
 
 def verify_dataset(ds, progress=True):

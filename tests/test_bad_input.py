@@ -701,6 +701,55 @@ def test_every_command_skips_broken_files_and_counts_them(data, tmp_path, comman
     assert "truncated files: 1" in r.stdout + r.stderr
 
 
+def png_declaring(path, width, height):
+    """A whole PNG file (signature, IHDR, a few bytes of IDAT, IEND) whose header declares
+    width x height: what a damaged header, or a decompression bomb, looks like to a reader."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pathlib.Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
+                                   chunk(b"IDAT", zlib.compress(bytes(10))) + chunk(b"IEND", b""))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["cbcs", "train-groups", "eval", "predict", "summary --verify"])
+@pytest.mark.parametrize("which", ["image", "mask"])
+def test_every_command_skips_an_image_declaring_too_many_pixels(data, tmp_path, command, which):
+    """OpenCV raises (cv2.error, a traceback) on a header declaring more than 2^30 pixels: the
+    readers skip such a file and count it, as any other broken one."""
+    root = copy_dataset(data, tmp_path)
+    old = root / ("img/g 0/1.jpg" if which == "image" else "gt/g 0/1.png")
+    old.unlink()
+    png_declaring(old.with_suffix(".png"), 100000, 100000)
+    argv = commands(dict(data, root=root), tmp_path / "out").get(command) or \
+        ["data_prep", "summary", "--dataset", "icoseg", "--root", root, "--verify"]
+    r = run(*argv)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "images larger than OpenCV decodes: 1" in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["a map to evaluate", "an image of a training list"])
+def test_an_image_declaring_too_many_pixels_that_is_named_is_one_error_line(data, tmp_path, where):
+    if where == "a map to evaluate":
+        maps = tmp_path / "maps"
+        shutil.copytree(data["maps"], maps)
+        bad = maps / "g 0" / "1.png"
+        png_declaring(bad, 60000, 60000)
+        argv = eval_args(data["root"], maps, tmp_path / "out")
+    else:
+        root = copy_dataset(data, tmp_path)
+        for group in ("g 0", "g 1"):     # whichever group comes first
+            png_declaring(root / "img" / group / "1.jpg", 60000, 60000)
+        bad = root / "img"
+        argv = ["apps.train", *train_args(data["groups"], root, tmp_path / "out"), "--iters", 1]
+    r = run(*argv)
+    assert_fails_cleanly(r, bad, "more pixels than OpenCV decodes")
+
+
 # ---------------------------------------------------------------- 6. interrupts
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["eval", "train"])
