@@ -35,6 +35,7 @@ import numpy as np
 from core.args import non_negative_int, number_in, positive_float, positive_int
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli
+from core.inputs import check_input_file, read_input_text
 from core.layout import MODELS, SCORE_LAYER, model_files
 from core.netio import (caffe, caffe_pb2, check_net, check_weights_path, load_net, read_prototxt,
                         read_solver, read_solverstate, read_weights, restore)
@@ -104,9 +105,9 @@ class RunFolder:
     def latest(self):
         if not os.path.exists(self.latest_path):
             return None
+        text = read_input_text(self.latest_path, "snapshot pointer")
         try:
-            with open(self.latest_path) as f:
-                latest = json.load(f)
+            latest = json.loads(text)
             if not isinstance(latest, dict):
                 raise TypeError("not a JSON object")
             latest = {k: latest[k] for k in ("iter", "caffemodel", "solverstate")}
@@ -153,8 +154,7 @@ class RunFolder:
         any row cut short by a crash."""
         for path in (self.loss_csv, self.val_csv):
             if os.path.exists(path):
-                with open(path, newline="") as f:
-                    rows = list(csv.reader(f))
+                rows = list(csv.reader(read_input_text(path, "log").splitlines()))
                 keep = rows[:1] + [r for r in rows[1:] if len(r) == len(rows[0]) and
                                    r[0].isdigit() and int(r[0]) <= iteration]
                 atomic_write_text(path, "".join(",".join(r) + "\n" for r in keep))
@@ -227,9 +227,8 @@ class RunFolder:
 
 def _read_text(path):
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except (OSError, ValueError):    # missing or not text: differs, and is rewritten
+        return read_input_text(path, "record")
+    except UserError:    # missing, not a file or not text: differs, and is rewritten
         return None
 
 
@@ -315,8 +314,8 @@ def check_inputs(args):
     """The files named on the command line, before anything is touched."""
     for path, what in ((args.train_list, "train list"), (args.val_list, "validation list"),
                        (args.solver, "solver")):
-        if path and not os.path.isfile(path):
-            raise UserError(f"{path}: {what} not found")
+        if path:
+            check_input_file(path, what)
     for path in (args.vgg16, args.from_single, args.init):
         if path:
             check_weights_path(path)

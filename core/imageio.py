@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
+from .inputs import not_a_regular_file
 from .outputs import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -39,6 +40,9 @@ MAX_IMAGE_PIXELS = 1 << 30
 def decode_file(path, flags=cv2.IMREAD_UNCHANGED):
     """The decoded image of a file (cv2.imdecode's array), or a UserError naming the file and
     why it cannot be had: unreadable, empty, cut short, too large or not an image."""
+    kind = not_a_regular_file(path)    # np.fromfile would wait on a FIFO for ever
+    if kind:
+        raise UserError(f"{path}: cannot read (it is {kind}, not a regular file)")
     # np.fromfile + imdecode: cv2.imread cannot say *why* it failed and mishandles some names.
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)

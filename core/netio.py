@@ -15,6 +15,7 @@ from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
 from .errors import UserError  # noqa: E402
+from .inputs import check_input_file, read_input_bytes, read_input_text  # noqa: E402
 from .netcheck import check_shapes, check_solver, check_solverstate, solver_type  # noqa: E402
 
 PHASES = {"train": caffe.TRAIN, "test": caffe.TEST}
@@ -23,13 +24,8 @@ PHASES = {"train": caffe.TRAIN, "test": caffe.TEST}
 def read_prototxt(path, kind=caffe_pb2.NetParameter):
     """Parse a text prototxt (a NetParameter by default) or raise UserError naming the file."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not a valid prototxt (not UTF-8 text: byte {e.start})") from None
+    what = "solver" if kind is caffe_pb2.SolverParameter else "prototxt"
+    text = read_input_text(path, what)
     msg = kind()
     try:
         text_format.Merge(text, msg)
@@ -103,11 +99,9 @@ def read_solverstate(path):
     """Parse a binary .solverstate, or raise UserError naming the file."""
     path = os.fspath(path)
     state = caffe_pb2.SolverState()
+    data = read_input_bytes(path, "solver state")
     try:
-        with open(path, "rb") as f:
-            state.ParseFromString(f.read())
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+        state.ParseFromString(data)
     except Exception as e:  # protobuf's DecodeError and friends
         raise UserError(f"{path}: not a Caffe solver state, corrupt or cut short ({type(e).__name__})") from None
     if state.iter < 1 or not state.history:
@@ -140,23 +134,18 @@ def restore(solver, solver_param, state_path, weights_path, scratch_dir):
 
 
 def check_weights_path(path):
-    """A weights file is there: one line naming the path otherwise (a folder given by mistake
-    is said to be one, not 'not found')."""
-    path = os.path.expanduser(os.fspath(path))
-    if os.path.isdir(path):
-        raise UserError(f"{path}: is a folder, not a .caffemodel weights file")
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: weights file not found")
+    """A weights file is there: one line naming the path otherwise (a folder or a FIFO given by
+    mistake is said to be one, not 'not found')."""
+    check_input_file(path, "weights file")
 
 
 def read_weights(path):
     """Parse a binary .caffemodel into a NetParameter, or raise UserError naming the file."""
     path = os.fspath(path)
-    check_weights_path(path)
+    data = read_input_bytes(path, "weights file")
     msg = caffe_pb2.NetParameter()
     try:
-        with open(path, "rb") as f:
-            msg.ParseFromString(f.read())
+        msg.ParseFromString(data)
     except Exception as e:  # protobuf raises DecodeError and friends
         raise UserError(f"{path}: not a Caffe weights file ({type(e).__name__})") from None
     if not msg.layer and not msg.layers:

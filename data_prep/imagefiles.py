@@ -11,6 +11,7 @@ import struct
 from typing import Optional
 
 from core.imageio import MAX_IMAGE_PIXELS, TAIL, encoded_data_complete
+from core.inputs import not_a_regular_file
 
 # The probe's verdicts on a file it cannot use (also issue names of data_prep.datasets).
 EMPTY_FILE = "empty files"
@@ -71,9 +72,11 @@ def probe_image(path):
     """Check a file's header and end without decoding its pixels.
 
     path: the file. Returns (FileInfo, None) for an image, or (None, issue) where issue is
-    EMPTY_FILE, UNREADABLE (not an image, a header cut short or declaring no pixels), TRUNCATED
-    (a JPEG or PNG whose data stops early) or TOO_LARGE (a header declaring more pixels than
-    OpenCV decodes: a damaged file, mostly)."""
+    EMPTY_FILE, UNREADABLE (not a regular file, not an image, a header cut short or declaring
+    no pixels), TRUNCATED (a JPEG or PNG whose data stops early) or TOO_LARGE (a header
+    declaring more pixels than OpenCV decodes: a damaged file, mostly)."""
+    if not_a_regular_file(path):      # a FIFO named .jpg would block open() for ever
+        return None, UNREADABLE
     try:
         with open(path, "rb") as f:
             head = f.read(32)

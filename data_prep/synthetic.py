@@ -64,6 +64,7 @@ import numpy as np
 
 from core.errors import UserError
 from core.imageio import write_png
+from core.inputs import read_input_text
 from core.outputs import atomic_write_text
 from core.progress import progress as progress_bar
 from core.workers import available_cpus, ignore_interrupts, interrupts_deferred, worker_count
@@ -504,8 +505,8 @@ def generate(out, config, train_groups, test_groups, workers=None, progress=True
     old = None
     if mpath.exists():
         try:
-            old = json.loads(mpath.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            old = json.loads(read_input_text(mpath, "manifest"))
+        except (UserError, ValueError):
             old = None
         if not isinstance(old, dict) or old.get("generator") != GENERATOR:
             raise UserError(f"{mpath}: not a manifest of this generator; choose another --out")

@@ -1,0 +1,54 @@
+"""Reading the files a user names: what the path is, checked before it is opened.
+
+A FIFO blocks open() until another process writes to it, a device such as /dev/zero reads on
+until the memory is gone, and os.path.isfile calls both "not found": each is one line saying
+what the path is instead."""
+import os
+import stat
+
+from .errors import UserError
+
+_SPECIAL = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+            (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+            (stat.S_ISSOCK, "a socket"))
+
+
+def not_a_regular_file(path):
+    """What `path` is in words ("a folder", "a FIFO (named pipe)", ...) when it exists and is
+    not a regular file (links followed); None otherwise, the errors of opening it left to the
+    caller."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return next((words for test, words in _SPECIAL if test(mode)), None)
+
+
+def check_input_file(path, what):
+    """`path` (expanded) when it names a regular file; else a UserError naming it: not found,
+    a folder, a FIFO or device. what: the file's role in words ("train list", "solver")."""
+    path = os.path.expanduser(os.fspath(path))
+    kind = not_a_regular_file(path)
+    if kind:
+        raise UserError(f"{path}: cannot read the {what}: it is {kind}, not a regular file")
+    if not os.path.exists(path):
+        raise UserError(f"{path}: {what} not found")
+    return path
+
+
+def read_input_bytes(path, what):
+    path = check_input_file(path, what)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+
+
+def read_input_text(path, what):
+    """The UTF-8 text of a file."""
+    data = read_input_bytes(path, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a {what} (not UTF-8 text: byte {e.start})") from None
