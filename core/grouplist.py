@@ -45,7 +45,7 @@ def parse_group(line, where="<group list>"):
 
 
 def read_group_list(path):
-    """All groups of a JSON Lines file, validated; blank lines are skipped."""
+    """All groups of a JSON Lines file, validated; blank lines (and a byte-order mark) are skipped."""
     path = os.fspath(path)
     text = read_input_text(path, "group list")
     # the line ends open() knows; str.splitlines would also split a name holding U+2028

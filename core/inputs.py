@@ -2,7 +2,9 @@
 
 A FIFO blocks open() until another process writes to it, a device such as /dev/zero reads on
 until the memory is gone, and os.path.isfile calls both "not found": each is one line saying
-what the path is instead."""
+what the path is instead. Text is UTF-8; a leading byte-order mark (Windows editors write one)
+is dropped where the project parses the text itself, and named where Caffe reads the file too
+(its parser stops on it)."""
 import os
 import stat
 
@@ -11,6 +13,7 @@ from .errors import UserError
 _SPECIAL = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
             (stat.S_ISSOCK, "a socket"))
+BOM = "\ufeff"
 
 
 def not_a_regular_file(path):
@@ -45,10 +48,17 @@ def read_input_bytes(path, what):
         raise UserError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
 
 
-def read_input_text(path, what):
-    """The UTF-8 text of a file."""
+def read_input_text(path, what, caffe_reads_it=False):
+    """The UTF-8 text of a file, its byte-order mark dropped; with caffe_reads_it, a mark is
+    an error that says so (Caffe would abort on the file)."""
     data = read_input_bytes(path, what)
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a {what} (not UTF-8 text: byte {e.start})") from None
+    if text.startswith(BOM):
+        if caffe_reads_it:
+            raise UserError(f"{path}: starts with a byte-order mark (BOM), which Caffe cannot read; "
+                            "save it as UTF-8 without BOM")
+        text = text[1:]
+    return text

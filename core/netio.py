@@ -25,7 +25,7 @@ def read_prototxt(path, kind=caffe_pb2.NetParameter):
     """Parse a text prototxt (a NetParameter by default) or raise UserError naming the file."""
     path = os.fspath(path)
     what = "solver" if kind is caffe_pb2.SolverParameter else "prototxt"
-    text = read_input_text(path, what)
+    text = read_input_text(path, what, caffe_reads_it=True)
     msg = kind()
     try:
         text_format.Merge(text, msg)

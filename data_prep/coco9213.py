@@ -75,7 +75,7 @@ def _load_coco(annotations, keep=None):
         return d
 
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:     # -sig: a byte-order mark is dropped
             data = json.load(f, object_hook=slim)
         return Instances(data)
     except (ValueError, KeyError, TypeError, AttributeError) as e:

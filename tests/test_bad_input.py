@@ -629,6 +629,54 @@ def test_resume_with_a_run_file_that_is_a_fifo(data, tmp_path, name):
     assert_fails_cleanly(r, run_dir / name, "FIFO")
 
 
+def _with_bom(path):
+    path = pathlib.Path(path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["train list", "results file", "COCO annotations"])
+def test_a_text_input_with_a_byte_order_mark_is_read(data, tmp_path, which):
+    """Windows editors start UTF-8 text with a byte-order mark: the JSON readers stumbled on
+    it ('decode using utf-8-sig')."""
+    if which == "train list":
+        groups = _with_bom(shutil.copy(data["groups"], tmp_path / "groups.jsonl"))
+        r = run("apps.train", *train_args(groups, data["root"], tmp_path / "run"), "--iters", 1)
+    elif which == "results file":
+        results = tmp_path / "results.json"
+        results.write_text(json.dumps(results_file()))
+        r = run("eval", "table", "--results", _with_bom(results), "--out", tmp_path / "table")
+    else:
+        import cv2
+        import numpy as np
+        (tmp_path / "coco").mkdir()
+        cv2.imwrite(str(tmp_path / "coco" / "x.jpg"), np.zeros((60, 80, 3), np.uint8))
+        ann = tmp_path / "ann.json"
+        ann.write_text(json.dumps({
+            "images": [{"id": 1, "file_name": "x.jpg", "width": 80, "height": 60}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "area": 3000, "bbox": [0, 0, 60, 50],
+                             "segmentation": [[0, 0, 60, 0, 60, 50, 0, 50]], "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "a"}]}))
+        r = run("data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", _with_bom(ann),
+                "--out", tmp_path / "out", "--groups", 1, "--images", 1)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["deploy prototxt", "solver"])
+def test_a_prototxt_with_a_byte_order_mark_is_one_error_line(data, tmp_path, which):
+    """Caffe's parser aborts on the mark (it reads the deploy prototxt itself): said so,
+    instead of 'Expected identifier or number, got \\ufeff'."""
+    if which == "solver":
+        solver = _with_bom(shutil.copy(TINY_SINGLE.solver, tmp_path / "solver.prototxt"))
+        r = run(*commands(data, tmp_path / "out")["train"], "--solver", solver)
+    else:
+        solver = _with_bom(shutil.copy(TINY_SINGLE.deploy, tmp_path / "deploy.prototxt"))
+        r = run(*with_option(commands(data, tmp_path / "out")["predict"], "--prototxt", solver))
+    assert_fails_cleanly(r, solver, "byte-order mark", "without BOM")
+
+
 
 def _conv1_2_blob(blob):
     return next(x for x in blob.layer if x.name == "conv1_2").blobs[0]
