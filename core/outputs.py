@@ -17,6 +17,7 @@ import shutil
 import tempfile
 
 from .errors import UserError
+from .inputs import not_a_regular_file
 from .workers import interrupts_deferred
 
 
@@ -50,6 +51,7 @@ def atomic_path(path, suffix=""):
     on success it gets the usual permissions and replaces `path`, on failure it is removed.
     suffix: the temporary file's extension, for writers that choose a format by it."""
     path = os.fspath(path)
+    _refuse_special(path)
     d = os.path.dirname(path) or "."
     _makedirs(d)
     try:
@@ -66,6 +68,14 @@ def atomic_path(path, suffix=""):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _refuse_special(path):
+    """The rename would put a file in place of a FIFO or a device (/dev/null itself, as root)
+    or fail on a folder: one line instead."""
+    kind = not_a_regular_file(path)
+    if kind:
+        raise UserError(f"{path}: is {kind}, not a regular file to write; give the path of a file")
 
 
 def atomic_write_bytes(path, data):
@@ -173,6 +183,7 @@ def prepare_out_file(path):
     path = os.path.expanduser(os.fspath(path))
     if os.path.isdir(path):
         raise UserError(f"{path}: is a folder; give the name of the file to write")
+    _refuse_special(path)
     _check_writable(path, os.path.dirname(os.path.abspath(path)))
     return path
 

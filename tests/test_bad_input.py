@@ -12,6 +12,7 @@ import os
 import pathlib
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -761,6 +762,23 @@ def test_unwritable_output(data, tmp_path, command, where):
     r = run(*commands(data, out)[command], fault=("erofs" if where == "read-only" else "enospc", tmp_path))
     assert_fails_cleanly(r, out)
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["groups --out", "train-groups --out", "train-groups --cache",
+                                    "descriptors --out"])
+def test_an_output_file_that_is_a_fifo_is_left_alone(data, tmp_path, option):
+    """The rename of an atomic write put a regular file in place of a FIFO (and, as root, of
+    /dev/null itself): one line instead, before the work."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    command, flag = option.split()
+    argv = ["data_prep", command, "--dataset", "icoseg", "--root", data["root"], "--out", tmp_path / "g.jsonl"]
+    if command != "groups":
+        argv += ["--workers", 1]
+    r = run(*with_option(argv, flag, fifo), timeout=60)
+    assert_fails_cleanly(r, fifo, "FIFO", "not a regular file")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
 @pytest.mark.slow
