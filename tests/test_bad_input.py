@@ -982,6 +982,20 @@ def test_standalone_settings_that_make_no_sense(tmp_path, argv, option, valid):
     assert not out.exists()
 
 
+def run_with_env(argv, **env):
+    return subprocess.run([sys.executable, "-m", *map(str, argv)], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(ENV, **env), timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("value", ["abc", "-5", "nan"])
+def test_a_progress_interval_that_makes_no_sense_is_refused(data, tmp_path, value):
+    argv = [a for a in eval_args(data["root"], data["maps"], tmp_path / "out") if a != "--no-progress"]
+    r = run_with_env(argv, GWD_PROGRESS_SECONDS=value)
+    assert_fails_cleanly(r, "GWD_PROGRESS_SECONDS", ">= 0")
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- the shared helpers, in-process
 def test_write_together_rolls_back_when_the_swap_fails(tmp_path, monkeypatch):
     from core import outputs
