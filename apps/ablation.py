@@ -25,6 +25,7 @@ from apps.pipeline import Steps, evaluate, predict, runs_folder, train_stage
 from core.errors import UserError, cli
 from core.layout import MODELS, run_dir
 from core.outputs import write_together
+from core.plotting import pyplot
 
 ABLATION = {"size": "64x128", "train_groups": 1500, "test_groups": 60, "iters": 500, "seeds": [0, 1],
             "placements": ["anchored", "free"], "benchmark_seed": 0}
@@ -101,9 +102,7 @@ def table_markdown(table, seeds):
 def plot_pr(curves):
     import io
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(curves), figsize=(4.4 * len(curves), 4), squeeze=False)
     for ax, (placement, models) in zip(axes[0], curves.items()):
         for i, model in enumerate(ORDER):

@@ -43,6 +43,7 @@ from core import netgen
 from core.netcheck import TWO_HISTORIES, check_solver, solver_type
 from core.outputs import (STAGING_PREFIX, atomic_path, atomic_write_bytes, atomic_write_text,
                           check_space, prepare_out_dir, write_together)
+from core.plotting import pyplot
 from core.surgery import init_bilinear, single_to_group, transplant_vgg16
 
 
@@ -200,9 +201,7 @@ class RunFolder:
         return it
 
     def plot(self):
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
         it, loss = [], []
         with open(self.loss_csv) as f:
             for r in list(csv.reader(f))[1:]:

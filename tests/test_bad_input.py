@@ -996,6 +996,17 @@ def test_a_progress_interval_that_makes_no_sense_is_refused(data, tmp_path, valu
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["eval", "train"])
+def test_a_matplotlib_backend_of_the_environment_does_not_stop_the_figures(data, tmp_path, command):
+    """MPLBACKEND=nonsense made matplotlib raise on import, after the evaluation's work (nothing
+    written) or at a training's first loss plot; the project draws into files only."""
+    out = tmp_path / "out"
+    r = run_with_env(commands(data, out)[command], MPLBACKEND="nonsense")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert (out / ("pr_curves.png" if command == "eval" else "loss.png")).is_file()
+
+
 # ---------------------------------------------------------------- the shared helpers, in-process
 def test_write_together_rolls_back_when_the_swap_fails(tmp_path, monkeypatch):
     from core import outputs
