@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+from core.args import positive_int, positive_iterations
 from core.device import check_gpu, parse_gpu
 from core.errors import INTERRUPTED, UserError, cli
 from core.outputs import atomic_write_text
@@ -442,13 +443,6 @@ def _gpu(value):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _positive(value):
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value}: must be >= 1")
-    return n
-
-
 def build_parser():
     ap = argparse.ArgumentParser(prog="python -m apps.pipeline", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -466,7 +460,7 @@ def build_parser():
         p.add_argument("--data-root", required=True, help="folder holding COCO9213/ and the benchmarks "
                        "(README 'Datasets')")
         p.add_argument("--vgg16", required=True, help="VGG_ILSVRC_16_layers.caffemodel")
-        p.add_argument("--iters", type=_positive, help="iterations per stage (default: the solvers' 60000)")
+        p.add_argument("--iters", type=positive_iterations, help="iterations per stage (default: the solvers' 60000)")
     t.add_argument("--resume", action="store_true", help="continue unfinished stages from their snapshots")
     r.add_argument("--dry-run", action="store_true", help="check the inputs, print the plan, run nothing")
     e = add("eval", cmd_eval, "predict a benchmark with both trained models and evaluate them")
@@ -484,9 +478,9 @@ def build_parser():
     add("table", cmd_table, "merge every evaluated dataset into Table 1 (<runs>/table)")
     m = add("demo", cmd_demo, "synthetic benchmark, tiny models trained on the CPU, evaluation", runs="runs/demo")
     for k in ("train_groups", "test_groups"):
-        m.add_argument("--" + k.replace("_", "-"), type=_positive, help=f"default {DEMO[k]}")
+        m.add_argument("--" + k.replace("_", "-"), type=positive_int, help=f"default {DEMO[k]}")
     for k in ("single", "group"):
-        m.add_argument(f"--iters-{k}", type=_positive, help="default: the tiny solver's max_iter")
+        m.add_argument(f"--iters-{k}", type=positive_iterations, help="default: the tiny solver's max_iter")
     m.add_argument("--placement", choices=["anchored", "free"],
                    help="synthetic benchmark placement (default anchored; free: the control where "
                         "the paper's merge has nothing to use, README 'Demo')")

@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from core.args import non_negative_int, number_in, positive_float, positive_int
+from core.args import caffe_rate, caffe_seed, iterations, non_negative_int, positive_int
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli
 from core.inputs import check_input_file, read_input_text
@@ -279,8 +279,8 @@ def parse_args(argv):
     ap.add_argument("--out", required=True, help="run folder (new or empty, unless --resume)")
     ap.add_argument("--force", action="store_true", help="start a run in a folder that holds other files")
     ap.add_argument("--solver", help="solver prototxt (default: the model's, prototxt/[tiny/]solver_<model>)")
-    ap.add_argument("--iters", type=non_negative_int, help="iterations in total (default: the solver's max_iter)")
-    ap.add_argument("--base-lr", type=positive_float, help="override the solver's base_lr (> 0)")
+    ap.add_argument("--iters", type=iterations, help="iterations in total (default: the solver's max_iter)")
+    ap.add_argument("--base-lr", type=caffe_rate, help="override the solver's base_lr (> 0)")
     init = ap.add_mutually_exclusive_group()
     init.add_argument("--vgg16", help="VGG_ILSVRC_16_layers.caffemodel for the semantic block (stage 1)")
     init.add_argument("--from-single", help="trained Ours-S weights to start the group model or Ours+ from (stage 2)")
@@ -293,7 +293,7 @@ def parse_args(argv):
     ap.add_argument("--val-root", help="data root of --val-list (default: --data-root)")
     ap.add_argument("--val-every", type=positive_int, default=1000, help="iterations between validations")
     ap.add_argument("--val-groups", type=positive_int, default=20, help="groups per validation (the list's first)")
-    ap.add_argument("--seed", type=number_in(0, 2 ** 32 - 1), default=0,
+    ap.add_argument("--seed", type=caffe_seed, default=0,
                     help="seed of the data order and of Caffe's fillers (Caffe takes 32 bits)")
     ap.add_argument("--cache", action="store_true", help="keep decoded training images in memory")
     ap.add_argument("--workers", type=positive_int, default=2, help="decoding threads of the data layer")

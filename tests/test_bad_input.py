@@ -930,9 +930,9 @@ def test_ctrl_c_while_the_outputs_are_swapped_in_keeps_one_whole_set(tmp_path, a
 
 # ---------------------------------------------------------------- 7. settings that make no sense
 SETTINGS = [
-    (["apps.train", "--iters", -1], "--iters", ">= 0"),
+    (["apps.train", "--iters", -1], "--iters", "[0, 2147483647]"),
     (["apps.train", "--iters", 0], "--iters 0", "1 or more"),      # a new run: nothing to snapshot
-    (["apps.train", "--base-lr", -0.1], "--base-lr", "> 0"),
+    (["apps.train", "--base-lr", -0.1], "--base-lr", "(0, 3.4e+38]"),
     (["apps.train", "--snapshot-every", 0], "--snapshot-every", ">= 1"),
     (["apps.train", "--workers", 0], "--workers", ">= 1"),
     (["apps.train", "--seed", -1], "--seed", "[0, 4294967295]"),                 # third pass: Caffe's
@@ -943,6 +943,8 @@ SETTINGS = [
     (["apps.predict", "--group-size", 0], "--group-size", ">= 1"),
     (["data_prep", "train-groups", "--workers", 0], "--workers", ">= 1"),
     (["data_prep", "train-groups", "--neighbours", 0], "--neighbours", "[1, 999]"),
+    (["apps.train", "--iters", 2 ** 31], "--iters", "[0, 2147483647]"),       # fifth pass: Caffe's int32
+    (["apps.train", "--base-lr", "1e308"], "--base-lr", "(0, 3.4e+38]"),       # and float32
 ]
 
 
@@ -964,6 +966,14 @@ STANDALONE_SETTINGS = [   # commands that need no dataset to refuse a setting: (
     (["data_prep", "coco9213", "--min-fraction", "nan"], "--min-fraction", "[0, 1]"),
     (["data_prep", "coco9213", "--groups", 0], "--groups", ">= 1"),
     (["data_prep", "descriptors", "--workers", 0], "--workers", ">= 1"),
+    # fifth pass: checked up front, with the range Caffe's fields hold
+    (["apps.ablation", "--seeds", -1], "--seeds", "[0, 4294967295]"),
+    (["apps.ablation", "--seeds", 2 ** 64], "--seeds", "[0, 4294967295]"),
+    (["apps.ablation", "--train-groups", 0], "--train-groups", ">= 1"),
+    (["apps.ablation", "--test-groups", -2], "--test-groups", ">= 1"),
+    (["apps.ablation", "--iters", 2 ** 31], "--iters", "[1, 2147483647]"),
+    (["apps.pipeline", "train", "--iters", "abc"], "--iters", "[1, 2147483647], got 'abc'"),
+    (["apps.pipeline", "train", "--iters", 2 ** 31], "--iters", "[1, 2147483647]"),
 ]
 
 
@@ -976,8 +986,11 @@ def test_standalone_settings_that_make_no_sense(tmp_path, argv, option, valid):
     (tmp_path / "ann.json").write_text('{"images": [], "annotations": [], "categories": []}')
     rest = {"synthetic": ["--out", out, "--train-groups", 1, "--test-groups", 1, "--workers", 1],
             "coco9213": ["--coco-root", tmp_path / "coco", "--annotations", tmp_path / "ann.json", "--out", out],
-            "descriptors": ["--dataset", "icoseg", "--root", tmp_path, "--out", out]}[argv[1]]
-    r = run(*argv[:2], *rest, *argv[2:])
+            "descriptors": ["--dataset", "icoseg", "--root", tmp_path, "--out", out],
+            "train": ["--data-root", tmp_path, "--vgg16", tmp_path / "vgg16.caffemodel", "--runs", out]}
+    command = argv[:1] if argv[0] == "apps.ablation" else argv[:2]
+    rest = rest.get(argv[1], ["--runs", out])
+    r = run(*command, *rest, *argv[len(command):])
     assert_fails_cleanly(r, option, valid)
     assert not out.exists()
 
