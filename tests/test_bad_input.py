@@ -928,6 +928,64 @@ def test_ctrl_c_while_the_outputs_are_swapped_in_keeps_one_whole_set(tmp_path, a
     assert not [p for p in os.listdir(out) if p.startswith(".tmp-")]
 
 
+def run_interrupted_at_rename(at, *argv):
+    """python -m argv, Ctrl-C coming at its at-th file rename (every file is written by one)."""
+    code = ("import os, runpy, signal, sys\n"
+            "real, calls = os.replace, []\n"
+            "def replace(src, dst, **k):\n"
+            "    calls.append(dst)\n"
+            f"    if len(calls) == {at}:\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "    return real(src, dst, **k)\n"
+            "os.replace = replace\n"
+            "sys.argv = sys.argv[1:]\n"
+            "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
+    return subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, cwd=ROOT,
+                          env=ENV, timeout=300)
+
+
+def _synthetic(tmp_path):
+    out = tmp_path / "synthetic"
+    argv = ["data_prep", "synthetic", "--out", out, "--train-groups", 3, "--test-groups", 1, "--size", "32x64",
+            "--workers", 1]
+    return argv, out / "train", "synthetic"
+
+
+def _coco9213(tmp_path):
+    import cv2
+    import numpy as np
+    (tmp_path / "coco").mkdir()
+    images, annotations = [], []
+    for i in range(1, 7):
+        cv2.imwrite(str(tmp_path / "coco" / f"{i}.jpg"), np.full((60, 80, 3), 40 * i, np.uint8))
+        images.append({"id": i, "file_name": f"{i}.jpg", "width": 80, "height": 60})
+        annotations.append({"id": i, "image_id": i, "category_id": 1 + i % 2, "area": 3000, "iscrowd": 0,
+                            "bbox": [0, 0, 60, 50], "segmentation": [[0, 0, 60, 0, 60, 50, 0, 50]]})
+    (tmp_path / "ann.json").write_text(json.dumps({"images": images, "annotations": annotations,
+                                                   "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    out = tmp_path / "coco9213"
+    argv = ["data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", tmp_path / "ann.json",
+            "--out", out, "--groups", 2, "--images", 6]
+    return argv, out, "coco9213"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["synthetic", "coco9213"])
+def test_a_dataset_whose_preparation_was_interrupted_is_refused_until_it_is_run_again(tmp_path, command):
+    """Ctrl-C while a dataset is being written left part of it, which the readers took for the
+    whole (coco9213: training on 1 image of 6, without a word) or which the same command then
+    refused as not its own (synthetic)."""
+    argv, root, dataset = {"synthetic": _synthetic, "coco9213": _coco9213}[command](tmp_path)
+    r = run_interrupted_at_rename(4, *argv)
+    assert (r.returncode, r.stderr.strip().splitlines()[-1]) == (130, "interrupted"), r.stderr
+    assert_fails_cleanly(run("data_prep", "summary", "--dataset", dataset, "--root", root), root,
+                         f"python -m data_prep {command}` stopped", "run it again")
+    r = run(*argv)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    r = run("data_prep", "summary", "--dataset", dataset, "--root", root)
+    assert r.returncode == 0 and ("6 images" if command == "coco9213" else "15 images") in r.stdout, r.stderr
+
+
 # ---------------------------------------------------------------- 7. settings that make no sense
 SETTINGS = [
     (["apps.train", "--iters", -1], "--iters", "[0, 2147483647]"),
