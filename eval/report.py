@@ -47,9 +47,15 @@ def _by_name(run):
 
 
 def _md_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines = ["| " + " | ".join(map(_cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(_cell, r)) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _cell(text):
+    """A Markdown table cell: a '|' in a method's name would start a column, a line break end
+    the row."""
+    return " ".join(str(text).replace("|", "\\|").splitlines())
 
 
 def conventions_line():

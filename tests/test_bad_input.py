@@ -227,6 +227,18 @@ def test_eval_table_of_an_accepted_results_file(tmp_path, case):
     assert (tmp_path / "table" / "table.md").is_file()
 
 
+@pytest.mark.parametrize("name", ["Ours|v2", "Ours\nv2"])
+def test_a_method_name_keeps_every_markdown_table_whole(name):
+    """A '|' in a method's name added a column to table.md, a line break cut a row in two."""
+    import re
+    from eval import report
+    md = report.table_markdown(results_file(name=name))
+    tables = [t.splitlines() for t in re.findall(r"(?m)(?:^\|.*\n?)+", md)]
+    assert tables
+    for rows in tables:
+        assert len({len(re.findall(r"(?<!\\)\|", row)) for row in rows}) == 1, rows
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", sorted(RESULTS_DAMAGE))
 def test_eval_table_of_a_damaged_results_file(tmp_path, damage):
