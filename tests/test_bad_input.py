@@ -264,6 +264,32 @@ def test_eval_leaves_a_folder_whose_results_json_is_not_its_own(data, tmp_path):
     assert files_of(out) == {"results.json": b'{"format": "someone else\'s"}'}
 
 
+@pytest.mark.slow
+def test_an_interrupted_gpu_bundle_write_keeps_the_previous_bundle(icoseg_dev, tmp_path):
+    """gpu_check --write-bundle DIR wrote its files in place: Ctrl-C between opening one and
+    filling it left an empty solver or data list in a bundle that looked whole."""
+    out = tmp_path / "bundle"
+    argv = ["--write-bundle", str(out), "--data", str(icoseg_dev)]
+    assert run("apps.gpu_check", *argv).returncode == 0
+    before = files_of(out)
+    code = ("import os, signal, sys\n"
+            "import apps.gpu_check as g\n"
+            "real, calls = g.write_text, []\n"
+            "def write_text(path, msg):\n"
+            "    calls.append(path)\n"
+            "    if len(calls) == 3:\n"
+            "        open(path, 'w').close()     # opened, emptied, when the interrupt comes\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "    return real(path, msg)\n"
+            "g.write_text = write_text\n"
+            "g.main(sys.argv[1:])\n")
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT, env=ENV,
+                       timeout=300)
+    assert (r.returncode, r.stderr.strip().splitlines()[-1]) == (130, "interrupted"), r.stderr
+    assert files_of(out) == before
+    assert_fails_cleanly(run("apps.gpu_check", "--write-bundle", out / "nets" / "group.prototxt"), "not a folder")
+
+
 def _another_baseline(out, data):
     r = run("baselines.cshs", "--dataset", "icoseg", "--root", data["root"], "--out", out, "--workers", 1)
     assert r.returncode == 0, r.stderr
