@@ -29,6 +29,7 @@ import numpy as np
 
 from core import device
 from core.errors import UserError, cli
+from core.inputs import check_input_folder
 from core.grouplist import write_group_list
 from core.layout import MODELS, PROJECT_ROOT, SCORE_LAYER, model_files
 from core.netgen import hdf5_layer, input_layer, run_solver, with_data_layer, with_data_params
@@ -401,8 +402,8 @@ def main(argv=None):
     ap.add_argument("--write-bundle", metavar="DIR", help="write the nets, solvers and HDF5 data of "
                     "the bare-node bundle (make gpu-bundle) to DIR and exit")
     args = ap.parse_args(argv)
-    if args.data is not None and not os.path.isdir(args.data):      # given: never the toy groups instead
-        raise UserError(f"{args.data}: data folder not found")
+    if args.data is not None:      # given: never the toy groups instead
+        check_input_folder(args.data, "data folder")
     if args.write_bundle:
         out = prepare_out_dir(args.write_bundle, force=True)   # before the work: a file, read-only
         print(write_bundle_inputs(out, args.data or default_data()))

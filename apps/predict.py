@@ -29,6 +29,7 @@ from data_prep.test_groups import sample_subgroups
 from core.device import parse_gpu, select_mode
 from core.args import positive_int
 from core.errors import UserError, cli
+from core.inputs import check_input_folder
 from core.imageio import read_image, write_png
 from core.outputs import prepare_out_dir, staged_dir
 from core.netio import (check_net, check_weights_fit, check_weights_path, load_net, read_prototxt,
@@ -256,8 +257,7 @@ def main(argv=None):
                         f"{shape[0]} ({prototxt}); pass a prototxt with that Input shape")
     if args.images is not None:
         name, root = "folder", args.images
-        if not os.path.isdir(os.path.expanduser(root)):
-            raise UserError(f"{root}: images folder not found")
+        check_input_folder(root, "images folder")
     else:
         name, root = args.dataset, args.root
     out = _check_out_dir(args.out, args.force, os.path.expanduser(root))

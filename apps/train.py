@@ -35,7 +35,7 @@ import numpy as np
 from core.args import caffe_rate, caffe_seed, iterations, non_negative_int, positive_int
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli
-from core.inputs import check_input_file, read_input_text
+from core.inputs import check_input_file, check_input_folder, read_input_text
 from core.layout import MODELS, SCORE_LAYER, model_files
 from core.netio import (caffe, caffe_pb2, check_net, check_weights_path, load_net, read_prototxt,
                         read_solver, read_solverstate, read_weights, restore)
@@ -318,8 +318,7 @@ def check_inputs(args):
     for path in (args.vgg16, args.from_single, args.init):
         if path:
             check_weights_path(path)
-    if not os.path.isdir(args.data_root):
-        raise UserError(f"{args.data_root}: data root not found")
+    check_input_folder(args.data_root, "data root")
     if args.iters == 0 and not args.resume:
         raise UserError(f"{args.out}: --iters 0 on a new run trains nothing; give 1 or more iterations")
 

@@ -39,6 +39,18 @@ def check_input_file(path, what):
     return path
 
 
+def check_input_folder(path, what, note=""):
+    """`path` (expanded) when it names a folder; else a UserError naming it: not found, or what
+    it is instead (a file given for a folder was called 'not found'). note: words to add."""
+    path = os.path.expanduser(os.fspath(path))
+    if os.path.isdir(path):
+        return path
+    if os.path.exists(path):
+        kind = not_a_regular_file(path) or "a file"
+        raise UserError(f"{path}: is {kind}, not a folder; give the {what}{note}")
+    raise UserError(f"{path}: {what} not found{note}")
+
+
 def read_input_bytes(path, what):
     path = check_input_file(path, what)
     try:

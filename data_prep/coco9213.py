@@ -34,6 +34,7 @@ import numpy as np
 
 from core.errors import UserError
 from core.imageio import write_png
+from core.inputs import check_input_folder
 from core.outputs import atomic_write_bytes, atomic_write_text
 from core.progress import progress as progress_bar
 
@@ -195,8 +196,7 @@ def build_coco9213(coco_root, annotations, out_dir, n_groups=65, n_images=9213,
     written to <out_dir>/selection.json."""
     coco_root = pathlib.Path(os.path.expanduser(str(coco_root)))
     out_dir = pathlib.Path(os.path.expanduser(str(out_dir)))
-    if not coco_root.is_dir():
-        raise UserError(f"{coco_root}: COCO image folder not found")
+    check_input_folder(coco_root, "COCO image folder")
     for option, value, ok, valid in (("--groups", n_groups, n_groups >= 1, ">= 1"),
                                      ("--images", n_images, n_images >= 1, ">= 1"),
                                      ("--min-fraction", min_fraction, 0 <= min_fraction <= 1, "[0, 1]")):

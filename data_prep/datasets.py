@@ -21,7 +21,7 @@ from typing import Optional
 
 from core.errors import UserError
 from core.imageio import decode_file, is_image_file
-from core.inputs import read_input_text
+from core.inputs import check_input_folder, read_input_text
 from core.outputs import atomic_write_text
 
 # The header probe's names are part of this module's interface (issue names, FileInfo).
@@ -72,9 +72,7 @@ def load_dataset(name, root):
     key = name.lower()
     if key not in READERS:
         raise UserError(f"unknown dataset '{name}'; known: {', '.join(dataset_names())}")
-    root = pathlib.Path(os.path.expanduser(str(root)))
-    if not root.is_dir():
-        raise UserError(f"{root}: dataset folder not found (dataset '{name}')")
+    root = pathlib.Path(check_input_folder(root, "dataset folder", f" (dataset '{name}')"))
     _refuse_incomplete(root)
     ds = READERS[key](root)
     if len(ds) == 0:

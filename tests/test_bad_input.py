@@ -658,6 +658,25 @@ def test_an_input_file_that_is_a_fifo_or_a_device(data, tmp_path, option, kind):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("option", ["summary --root", "predict --images", "train --data-root", "gpu_check --data",
+                                    "coco9213 --coco-root"])
+def test_a_file_given_for_a_folder_is_said_to_be_one(data, tmp_path, option):
+    """An image or list given where a folder belongs was called 'not found', though it is there."""
+    command, flag = option.split()
+    given = data["root"] / "img" / "g 0" / "0.jpg"
+    out = tmp_path / "out"
+    argv = {"summary": ["data_prep", "summary", "--dataset", "icoseg", "--root", given],
+            "predict": ["apps.predict", "--weights", data["weights"]["single"], "--model", "single", "--prototxt",
+                        TINY_SINGLE.deploy, "--out", out, "--quiet"],
+            "train": commands(data, out)["train"],
+            "gpu_check": ["apps.gpu_check", "--cpu"],
+            "coco9213": ["data_prep", "coco9213", "--annotations", data["groups"], "--out", out]}[command]
+    r = run(*with_option(argv, flag, given), timeout=120)
+    assert_fails_cleanly(r, given, "is a file, not a folder")
+    assert not out.exists()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["latest.json", "loss.csv"])
 def test_resume_with_a_run_file_that_is_a_fifo(data, tmp_path, name):
     run_dir = tmp_path / "run"
