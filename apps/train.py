@@ -319,6 +319,8 @@ def check_inputs(args):
         if path:
             check_weights_path(path)
     check_input_folder(args.data_root, "data root")
+    if args.val_root:
+        check_input_folder(args.val_root, "validation data root")
     if args.iters == 0 and not args.resume:
         raise UserError(f"{args.out}: --iters 0 on a new run trains nothing; give 1 or more iterations")
 

@@ -658,8 +658,8 @@ def test_an_input_file_that_is_a_fifo_or_a_device(data, tmp_path, option, kind):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("option", ["summary --root", "predict --images", "train --data-root", "gpu_check --data",
-                                    "coco9213 --coco-root"])
+@pytest.mark.parametrize("option", ["summary --root", "predict --images", "train --data-root", "train --val-root",
+                                    "gpu_check --data", "coco9213 --coco-root"])
 def test_a_file_given_for_a_folder_is_said_to_be_one(data, tmp_path, option):
     """An image or list given where a folder belongs was called 'not found', though it is there."""
     command, flag = option.split()
@@ -668,7 +668,7 @@ def test_a_file_given_for_a_folder_is_said_to_be_one(data, tmp_path, option):
     argv = {"summary": ["data_prep", "summary", "--dataset", "icoseg", "--root", given],
             "predict": ["apps.predict", "--weights", data["weights"]["single"], "--model", "single", "--prototxt",
                         TINY_SINGLE.deploy, "--out", out, "--quiet"],
-            "train": commands(data, out)["train"],
+            "train": commands(data, out)["train"] + ["--val-list", data["groups"]],
             "gpu_check": ["apps.gpu_check", "--cpu"],
             "coco9213": ["data_prep", "coco9213", "--annotations", data["groups"], "--out", out]}[command]
     r = run(*with_option(argv, flag, given), timeout=120)
