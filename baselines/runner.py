@@ -20,7 +20,7 @@ from core.errors import UserError
 from core.inputs import read_input_text
 from core.outputs import atomic_write_text, prepare_out_dir
 from core.progress import progress as progress_bar
-from core.workers import ignore_interrupts, interrupts_deferred, worker_count
+from core.workers import ignore_interrupts, interrupts_deferred, shut_down, worker_count
 from data_prep.imagefiles import probe_image
 
 from .matlab_ops import round_half_away
@@ -74,18 +74,15 @@ def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=
             ctx = multiprocessing.get_context("spawn")
             pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
                                                          initializer=ignore_interrupts)
-            with pool as ex:
+            try:
                 with interrupts_deferred():
-                    futures = [ex.submit(process, t) for t in tasks]
-                try:
-                    for fut in concurrent.futures.as_completed(futures):
-                        n = _result(fut, out)
-                        done += n
-                        bar.update(n)
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
+                    futures = [pool.submit(process, t) for t in tasks]
+                for fut in concurrent.futures.as_completed(futures):
+                    n = _result(fut, out)
+                    done += n
+                    bar.update(n)
+            finally:
+                shut_down(pool)
     return done
 
 

@@ -69,3 +69,12 @@ def interrupts_deferred():
         signal.signal(signal.SIGINT, old_handler)
         if got:
             raise KeyboardInterrupt
+
+
+def shut_down(pool):
+    """Shut a concurrent.futures process pool down: tasks not started are cancelled, running
+    ones finish (their outputs are whole), and Ctrl-C is held back meanwhile. A second Ctrl-C
+    that cut the shutdown short left the command hung at exit, its workers waiting for tasks
+    that never came."""
+    with interrupts_deferred():
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -68,7 +68,7 @@ from core.imageio import write_png
 from core.inputs import read_input_text
 from core.outputs import atomic_write_text
 from core.progress import progress as progress_bar
-from core.workers import available_cpus, ignore_interrupts, interrupts_deferred, worker_count
+from core.workers import available_cpus, ignore_interrupts, interrupts_deferred, shut_down, worker_count
 
 from .datasets import being_written, incomplete_mark
 
@@ -558,7 +558,7 @@ def _write_benchmark(out, config, manifest, workers, progress):
     finally:
         bar.close()
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            shut_down(pool)
     for s in SPLITS:
         if manifest["groups"][s]:
             atomic_write_text(out / s / "objects.jsonl",

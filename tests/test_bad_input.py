@@ -1341,6 +1341,36 @@ def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("command", ["cbcs", "cshs", "synthetic"])
+def test_a_second_ctrl_c_while_the_workers_finish_is_not_a_hang(request, tmp_path, command):
+    """Ctrl-C, and Ctrl-C again while the worker processes finish their groups (a user who finds
+    the first slow): the second cut the pool's shutdown short and the command hung at exit for
+    ever, its workers waiting for tasks; now it ends with the one line and 130."""
+    if command == "synthetic":
+        argv = ["data_prep", "synthetic", "--train-groups", 400, "--test-groups", 1]
+    else:
+        argv = [f"baselines.{command}", "--dataset", "icoseg", "--root", request.getfixturevalue("icoseg_dev")]
+    p = subprocess.Popen([sys.executable, "-m", *map(str, argv), "--out", str(tmp_path / "out"), "--workers", "2"],
+                         cwd=ROOT, env=ENV, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while len(_children(p.pid)) < 3 and time.time() < deadline:    # two workers (and a helper)
+            time.sleep(0.1)
+        time.sleep(1.0)                      # busy with their first groups
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        err = p.communicate(timeout=120)[1]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert "Traceback" not in err, err
+    assert (p.returncode, err.strip().splitlines()[-1]) == (130, "interrupted"), err
+
+
+@pytest.mark.slow
 def test_workers_end_with_a_killed_parent(icoseg_dev, tmp_path):
     """A baseline killed outright (SIGKILL, the OOM killer) takes its worker processes with it:
     none keeps running or writing maps."""
