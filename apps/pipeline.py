@@ -32,6 +32,7 @@ from core.outputs import atomic_write_text
 from core.layout import (DATASET_FOLDERS, MODELS, PROJECT_ROOT, TABLE1_DATASETS, TRAINING_DATASET,
                          dataset_root, eval_dir, maps_dir, model_files, run_dir, table_dir)
 from core.surgery import check_vgg16
+from core.workers import interrupts_deferred
 
 # The baselines of Table 1: method name -> the command's module and its extra arguments.
 BASELINES = {"CBCS": ("baselines.cbcs", []), "CBCS-S": ("baselines.cbcs", ["--single"]),
@@ -173,19 +174,24 @@ def run_step_command(cmd, limit=300.0):
     its own, so that a Ctrl-C reaches it exactly once, forwarded from here: it then finishes its
     own way out (its snapshot, its workers, its one line) instead of being killed after 0.25 s
     as subprocess.run does, which left its worker processes running; killed only after `limit`
-    seconds. An interrupted step that said so ends the pipeline with 130 and no second line."""
+    seconds. An interrupted step that said so ends the pipeline with 130 and no second line;
+    a second Ctrl-C meanwhile is the step's to answer (it got the first), not a second line of
+    the pipeline's that leaves the step running on."""
     p = subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=os.setpgrp)   # (process_group=0: 3.11+)
     try:
         return p.wait()
     except KeyboardInterrupt:
         os.killpg(p.pid, signal.SIGINT)
         try:
-            returncode = p.wait(limit)
-        except subprocess.TimeoutExpired:
+            with interrupts_deferred():
+                p.wait(limit)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            pass
+        if p.returncode is None:      # still running after `limit` seconds
             p.kill()
             p.wait()
             raise KeyboardInterrupt from None
-        if returncode == INTERRUPTED:
+        if p.returncode == INTERRUPTED:
             raise SystemExit(INTERRUPTED) from None
         raise
 

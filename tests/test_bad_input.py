@@ -1296,12 +1296,13 @@ def _group_alive(pgid):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, "twice"], ids=["Ctrl-C", "SIGTERM", "Ctrl-C twice"])
 def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev, tmp_path, sig):
     """Ctrl-C to the pipeline while a baseline runs with its worker processes: the step (in a
     process group of its own) gets it once and ends its own way, the pipeline ends with one line
     and 130, and nothing of the step's process group survives; a rerun finishes the maps.
-    SIGTERM (kill, timeout) does the same: the step once left running without its parent."""
+    SIGTERM (kill, timeout) does the same: the step once left running without its parent. So
+    does a second Ctrl-C while the step stops: the pipeline printed a second line and left."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "iCoseg").symlink_to(icoseg_dev)
     argv = ["apps.pipeline", "baselines", "--dataset", "icoseg", "--data-root", tmp_path / "data",
@@ -1321,7 +1322,10 @@ def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev,
     assert steps, "".join(err)
     time.sleep(1.0)                      # its workers are busy by now
     step_workers = _children(steps[0])
-    p.send_signal(sig)                   # the pipeline alone, not its process group
+    p.send_signal(signal.SIGINT if sig == "twice" else sig)     # the pipeline alone, not its group
+    if sig == "twice":
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
     err.append(p.stderr.read())
     p.wait(timeout=120)
     err = "".join(err)
