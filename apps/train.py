@@ -329,6 +329,11 @@ def open_run(args):
     """The run folder, checked (writable, new or this run's own) before the work; and the
     snapshot to resume from, or None."""
     run = RunFolder(os.path.abspath(os.path.expanduser(args.out)))
+    try:
+        run.out.encode("utf-8")
+    except UnicodeEncodeError:      # it would go into the solver's text fields
+        raise UserError(f"{args.out}: the run folder's path is not UTF-8 text, which Caffe's solver "
+                        "must hold (it names the net and the snapshots by it); use a folder whose path is UTF-8") from None
     latest = run.latest() if args.resume and os.path.isdir(run.out) else None
     if args.resume and latest is None:
         raise UserError(f"{run.latest_path}: nothing to resume (no snapshot in {args.out})")

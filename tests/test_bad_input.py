@@ -791,6 +791,20 @@ def test_a_moved_or_copied_run_resumes_from_its_own_files(data, tmp_path, how):
     assert str(second) in (second / "solver.prototxt").read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["new", "moved there"])
+def test_a_run_folder_whose_path_is_not_utf8_is_one_error_line(data, tmp_path, how):
+    """Caffe's solver holds the run folder's path as UTF-8 text: a Latin-1 folder name was a
+    UnicodeEncodeError traceback."""
+    run_dir = tmp_path / os.fsdecode(b"caf\xe9") / "run"
+    if how == "moved there":
+        shutil.copytree(data["run"], run_dir)
+    r = run("apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 3,
+            *(["--resume"] if how == "moved there" else []))
+    assert_fails_cleanly(r, "run folder's path is not UTF-8")
+    assert how != "new" or not run_dir.exists()
+
+
 # ---------------------------------------------------------------- 4. unwritable and full disks
 def commands(data, out):
     """Every command that writes an output folder, with `out` as that folder."""
