@@ -32,8 +32,8 @@ from core.errors import UserError, cli
 from core.inputs import check_input_folder
 from core.imageio import read_image, write_png
 from core.outputs import prepare_out_dir, staged_dir
-from core.netio import (check_net, check_weights_fit, check_weights_path, load_net, read_prototxt,
-                        read_weights)
+from core.netio import (caffe_path, check_net, check_weights_fit, check_weights_path, load_net,
+                        read_prototxt, read_weights)
 from core.preprocess import image_to_blob
 from core.progress import progress as progress_bar
 
@@ -94,7 +94,7 @@ class OpenCVEngine:
     def __init__(self, prototxt, weights, threads=None):
         """prototxt, weights: the deploy net and its .caffemodel; threads: cv2.setNumThreads
         (None: leave OpenCV's default, one per core)."""
-        prototxt, weights = os.fspath(prototxt), os.fspath(weights)
+        prototxt, weights = os.fspath(prototxt), caffe_path(weights, "weights file")
         self.shape = deploy_input_shape(prototxt)
         # cv2 has no shape checks of its own worth the name (a mismatch is a cv2.error, a
         # crash or silently wrong maps): check the weights against pycaffe's view of the net.

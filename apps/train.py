@@ -37,8 +37,8 @@ from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli
 from core.inputs import check_input_file, check_input_folder, read_input_text
 from core.layout import MODELS, SCORE_LAYER, model_files
-from core.netio import (caffe, caffe_pb2, check_net, check_weights_path, load_net, read_prototxt,
-                        read_solver, read_solverstate, read_weights, restore)
+from core.netio import (caffe, caffe_path, caffe_pb2, check_net, check_weights_path, load_net,
+                        read_prototxt, read_solver, read_solverstate, read_weights, restore)
 from core import netgen
 from core.netcheck import TWO_HISTORIES, check_solver, solver_type
 from core.outputs import (STAGING_PREFIX, atomic_path, atomic_write_bytes, atomic_write_text,
@@ -328,12 +328,7 @@ def check_inputs(args):
 def open_run(args):
     """The run folder, checked (writable, new or this run's own) before the work; and the
     snapshot to resume from, or None."""
-    run = RunFolder(os.path.abspath(os.path.expanduser(args.out)))
-    try:
-        run.out.encode("utf-8")
-    except UnicodeEncodeError:      # it would go into the solver's text fields
-        raise UserError(f"{args.out}: the run folder's path is not UTF-8 text, which Caffe's solver "
-                        "must hold (it names the net and the snapshots by it); use a folder whose path is UTF-8") from None
+    run = RunFolder(caffe_path(os.path.abspath(os.path.expanduser(args.out)), "run folder"))   # the solver names it
     latest = run.latest() if args.resume and os.path.isdir(run.out) else None
     if args.resume and latest is None:
         raise UserError(f"{run.latest_path}: nothing to resume (no snapshot in {args.out})")

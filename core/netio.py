@@ -211,11 +211,25 @@ def _numel(shape):
     return n
 
 
+def caffe_path(path, what):
+    """`path` as Caffe and OpenCV's DNN module take it: UTF-8 text. pycaffe cannot pass on a
+    name that is not (a Latin-1 folder name: a UnicodeEncodeError) and OpenCV crashes on it."""
+    path = os.fspath(path)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"{path}: the {what}'s path is not UTF-8 text, which Caffe and OpenCV need; "
+                        "rename it, or copy it to a path that is") from None
+    return path
+
+
 def load_net(prototxt, weights=None, phase="test", require_all=True):
     """A caffe.Net from `prototxt` (and `weights`), checked first so that a mistake is a
     UserError and not a Caffe abort. With require_all, every layer that has parameters must be
     in the weights (a deploy net with half its weights missing would predict garbage)."""
-    prototxt = os.fspath(prototxt)
+    prototxt = caffe_path(prototxt, "prototxt")
+    if weights is not None:
+        caffe_path(weights, "weights file")
     check_net(read_prototxt(prototxt), prototxt, phase)
     net = caffe.Net(prototxt, PHASES[phase])
     if weights is not None:

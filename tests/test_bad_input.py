@@ -792,17 +792,31 @@ def test_a_moved_or_copied_run_resumes_from_its_own_files(data, tmp_path, how):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["new", "moved there"])
-def test_a_run_folder_whose_path_is_not_utf8_is_one_error_line(data, tmp_path, how):
-    """Caffe's solver holds the run folder's path as UTF-8 text: a Latin-1 folder name was a
-    UnicodeEncodeError traceback."""
-    run_dir = tmp_path / os.fsdecode(b"caf\xe9") / "run"
-    if how == "moved there":
-        shutil.copytree(data["run"], run_dir)
-    r = run("apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 3,
-            *(["--resume"] if how == "moved there" else []))
-    assert_fails_cleanly(r, "run folder's path is not UTF-8")
-    assert how != "new" or not run_dir.exists()
+@pytest.mark.parametrize("what", ["a new run folder", "a run folder moved there", "weights (caffe)",
+                                  "weights (opencv)", "a deploy prototxt"])
+def test_a_path_caffe_takes_that_is_not_utf8_is_one_error_line(data, tmp_path, what):
+    """pycaffe passes paths on as UTF-8 text: a Latin-1 folder name was a UnicodeEncodeError
+    traceback (training, pycaffe's predict), and OpenCV's DNN module crashed on it (SIGSEGV)."""
+    folder = tmp_path / os.fsdecode(b"caf\xe9")
+    if "run folder" in what:
+        run_dir = folder / "run"
+        if what == "a run folder moved there":
+            shutil.copytree(data["run"], run_dir)
+        r = run("apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 3,
+                *(["--resume"] if "moved" in what else []))
+        assert_fails_cleanly(r, "run folder's path is not UTF-8")
+        assert "moved" in what or not run_dir.exists()
+        return
+    folder.mkdir()
+    argv = commands(data, tmp_path / "out")["predict"]
+    if what.startswith("weights"):
+        argv = with_option(argv, "--weights", shutil.copy(data["weights"]["single"], folder))
+        argv += ["--engine", what[9:-1]]
+    else:
+        argv = with_option(argv, "--prototxt", shutil.copy(TINY_SINGLE.deploy, folder))
+    r = run(*argv)
+    assert_fails_cleanly(r, "path is not UTF-8")
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- 4. unwritable and full disks
