@@ -22,9 +22,11 @@ import time
 import numpy as np
 
 from apps.pipeline import Steps, evaluate, predict, runs_folder, train_stage
-from core.errors import UserError, cli
+from core.args import caffe_seed, positive_int, positive_iterations
+from core.errors import cli
 from core.layout import MODELS, run_dir
 from core.outputs import write_together
+from core.plotting import pyplot
 
 ABLATION = {"size": "64x128", "train_groups": 1500, "test_groups": 60, "iters": 500, "seeds": [0, 1],
             "placements": ["anchored", "free"], "benchmark_seed": 0}
@@ -101,9 +103,7 @@ def table_markdown(table, seeds):
 def plot_pr(curves):
     import io
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(curves), figsize=(4.4 * len(curves), 4), squeeze=False)
     for ax, (placement, models) in zip(axes[0], curves.items()):
         for i, model in enumerate(ORDER):
@@ -127,8 +127,6 @@ def run_ablation(args):
     cfg = dict(ABLATION, **{k: v for k, v in vars(args).items() if k in ABLATION and v is not None})
     for key in ("seeds", "placements"):         # one named twice is run (and averaged) once
         cfg[key] = list(dict.fromkeys(cfg[key]))
-    if cfg["iters"] < 1 or not cfg["seeds"]:
-        raise UserError("--iters must be >= 1 and --seeds name at least one seed")
     t0 = time.time()
     per_seed = {}
     for placement in cfg["placements"]:
@@ -153,10 +151,11 @@ def run_ablation(args):
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="python -m apps.ablation", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default="runs/ablation", help="output folder (default runs/ablation)")
-    ap.add_argument("--iters", type=int, help=f"N: iterations of each stage (default {ABLATION['iters']})")
-    ap.add_argument("--seeds", type=int, nargs="+", help=f"training seeds (default {ABLATION['seeds']})")
-    ap.add_argument("--train-groups", type=int, help=f"default {ABLATION['train_groups']}")
-    ap.add_argument("--test-groups", type=int, help=f"default {ABLATION['test_groups']}")
+    ap.add_argument("--iters", type=positive_iterations,
+                    help=f"N: iterations of each stage (default {ABLATION['iters']})")
+    ap.add_argument("--seeds", type=caffe_seed, nargs="+", help=f"training seeds (default {ABLATION['seeds']})")
+    ap.add_argument("--train-groups", type=positive_int, help=f"default {ABLATION['train_groups']}")
+    ap.add_argument("--test-groups", type=positive_int, help=f"default {ABLATION['test_groups']}")
     ap.add_argument("--placements", nargs="+", choices=ABLATION["placements"],
                     help="default: both")
     return ap.parse_args(argv)

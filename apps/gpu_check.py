@@ -29,11 +29,12 @@ import numpy as np
 
 from core import device
 from core.errors import UserError, cli
+from core.inputs import check_input_folder
 from core.grouplist import write_group_list
 from core.layout import MODELS, PROJECT_ROOT, SCORE_LAYER, model_files
 from core.netgen import hdf5_layer, input_layer, run_solver, with_data_layer, with_data_params
 from core.netio import caffe, caffe_pb2, read_prototxt
-from core.outputs import atomic_write_text, prepare_out_file
+from core.outputs import atomic_write_text, prepare_out_dir, prepare_out_file, staged_dir
 from core.surgery import he_init, init_bilinear
 
 # GPU and CPU results differ by rounding only: cuBLAS and OpenBLAS sum the 3x3xC products of each
@@ -277,7 +278,14 @@ def bundle_net(model, source, msra=True, tiny=False):
 
 def write_bundle_inputs(out, data, n_groups=BUNDLE_GROUPS):
     """The nets, solvers, HDF5 data and parameter order the bundle's gpu_check.sh runs with the
-    C++ `caffe` tool; every path inside is relative to `out` (the script runs there)."""
+    C++ `caffe` tool; every path inside is relative to `out` (the script runs there). They are
+    staged and replace those of an earlier bundle together: a failed or interrupted run leaves
+    `out` as it was."""
+    with staged_dir(out) as stage:
+        return _write_bundle(stage, data, n_groups)
+
+
+def _write_bundle(out, data, n_groups):
     import h5py
     with tempfile.TemporaryDirectory() as tmp:
         list_path, root, desc = real_groups(data, tmp)
@@ -394,10 +402,11 @@ def main(argv=None):
     ap.add_argument("--write-bundle", metavar="DIR", help="write the nets, solvers and HDF5 data of "
                     "the bare-node bundle (make gpu-bundle) to DIR and exit")
     args = ap.parse_args(argv)
-    if args.data is not None and not os.path.isdir(args.data):      # given: never the toy groups instead
-        raise UserError(f"{args.data}: data folder not found")
+    if args.data is not None:      # given: never the toy groups instead
+        check_input_folder(args.data, "data folder")
     if args.write_bundle:
-        print(write_bundle_inputs(args.write_bundle, args.data or default_data()))
+        out = prepare_out_dir(args.write_bundle, force=True)   # before the work: a file, read-only
+        print(write_bundle_inputs(out, args.data or default_data()))
         return
     if args.out:
         prepare_out_file(os.path.join(os.path.expanduser(args.out), "gpu_check.md"))   # before the work

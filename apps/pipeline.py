@@ -25,13 +25,14 @@ import subprocess
 import sys
 import time
 
-from core.args import switch
+from core.args import positive_int, positive_iterations, switch
 from core.device import check_gpu, parse_gpu
 from core.errors import BROKEN_PIPE, INTERRUPTED, UserError, cli
 from core.outputs import atomic_write_text
 from core.layout import (DATASET_FOLDERS, MODELS, PROJECT_ROOT, TABLE1_DATASETS, TRAINING_DATASET,
                          dataset_root, eval_dir, maps_dir, model_files, run_dir, table_dir)
 from core.surgery import check_vgg16
+from core.workers import interrupts_deferred
 
 # The baselines of Table 1: method name -> the command's module and its extra arguments.
 BASELINES = {"CBCS": ("baselines.cbcs", []), "CBCS-S": ("baselines.cbcs", ["--single"]),
@@ -181,21 +182,26 @@ def run_step_command(cmd, limit=300.0):
     its own, so that a Ctrl-C reaches it exactly once, forwarded from here: it then finishes its
     own way out (its snapshot, its workers, its one line) instead of being killed after 0.25 s
     as subprocess.run does, which left its worker processes running; killed only after `limit`
-    seconds. An interrupted step that said so ends the pipeline with 130 and no second line.
-    The step takes SIGINT even where the pipeline ignores it (a background job): no terminal
-    reaches its process group, and the pipeline forwards a SIGTERM to it as SIGINT."""
+    seconds. An interrupted step that said so ends the pipeline with 130 and no second line;
+    a second Ctrl-C meanwhile is the step's to answer (it got the first), not a second line of
+    the pipeline's that leaves the step running on. The step takes SIGINT even where the
+    pipeline ignores it (a background job): no terminal reaches its process group, and the
+    pipeline forwards a SIGTERM to it as SIGINT."""
     p = subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=_own_process_group)
     try:
         return p.wait()
     except KeyboardInterrupt:
         os.killpg(p.pid, signal.SIGINT)
         try:
-            returncode = p.wait(limit)
-        except subprocess.TimeoutExpired:
+            with interrupts_deferred():
+                p.wait(limit)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            pass
+        if p.returncode is None:      # still running after `limit` seconds
             p.kill()
             p.wait()
             raise KeyboardInterrupt from None
-        if returncode == INTERRUPTED:
+        if p.returncode == INTERRUPTED:
             raise SystemExit(INTERRUPTED) from None
         raise
 
@@ -453,13 +459,6 @@ def _gpu(value):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _positive(value):
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value}: must be >= 1")
-    return n
-
-
 def build_parser():
     ap = argparse.ArgumentParser(prog="python -m apps.pipeline", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -477,7 +476,7 @@ def build_parser():
         p.add_argument("--data-root", required=True, help="folder holding COCO9213/ and the benchmarks "
                        "(README 'Datasets')")
         p.add_argument("--vgg16", required=True, help="VGG_ILSVRC_16_layers.caffemodel")
-        p.add_argument("--iters", type=_positive, help="iterations per stage (default: the solvers' 60000)")
+        p.add_argument("--iters", type=positive_iterations, help="iterations per stage (default: the solvers' 60000)")
     t.add_argument("--resume", nargs="?", type=switch("RESUME"), const=True, default=False, metavar="1|0",
                    help="continue unfinished stages from their snapshots (--resume=0: do not)")
     r.add_argument("--dry-run", nargs="?", type=switch("DRY_RUN"), const=True, default=False, metavar="1|0",
@@ -497,9 +496,9 @@ def build_parser():
     add("table", cmd_table, "merge every evaluated dataset into Table 1 (<runs>/table)")
     m = add("demo", cmd_demo, "synthetic benchmark, tiny models trained on the CPU, evaluation", runs="runs/demo")
     for k in ("train_groups", "test_groups"):
-        m.add_argument("--" + k.replace("_", "-"), type=_positive, help=f"default {DEMO[k]}")
+        m.add_argument("--" + k.replace("_", "-"), type=positive_int, help=f"default {DEMO[k]}")
     for k in ("single", "group"):
-        m.add_argument(f"--iters-{k}", type=_positive, help="default: the tiny solver's max_iter")
+        m.add_argument(f"--iters-{k}", type=positive_iterations, help="default: the tiny solver's max_iter")
     m.add_argument("--placement", choices=["anchored", "free"],
                    help="synthetic benchmark placement (default anchored; free: the control where "
                         "the paper's merge has nothing to use, README 'Demo')")

@@ -29,10 +29,11 @@ from data_prep.test_groups import sample_subgroups
 from core.device import parse_gpu, select_mode
 from core.args import positive_int
 from core.errors import UserError, cli
+from core.inputs import check_input_folder
 from core.imageio import read_image, write_png
 from core.outputs import prepare_out_dir, staged_dir
-from core.netio import (check_net, check_weights_file, check_weights_fit, check_weights_path, load_net,
-                        net_learnable_shapes, read_prototxt, read_weights)
+from core.netio import (caffe_path, check_net, check_weights_file, check_weights_fit, check_weights_path,
+                        load_net, net_learnable_shapes, read_prototxt, read_weights)
 from core.preprocess import image_to_blob
 from core.progress import progress as progress_bar
 
@@ -93,7 +94,7 @@ class OpenCVEngine:
     def __init__(self, prototxt, weights, threads=None):
         """prototxt, weights: the deploy net and its .caffemodel; threads: cv2.setNumThreads
         (None: leave OpenCV's default, one per core)."""
-        prototxt, weights = os.fspath(prototxt), os.fspath(weights)
+        prototxt, weights = os.fspath(prototxt), caffe_path(weights, "weights file")
         self.shape = deploy_input_shape(prototxt)
         # cv2 has no shape checks of its own worth the name (a mismatch is a cv2.error, a
         # crash or silently wrong maps): check the weights against pycaffe's view of the net.
@@ -257,8 +258,7 @@ def main(argv=None):
                         f"{shape[0]} ({prototxt}); pass a prototxt with that Input shape")
     if args.images is not None:
         name, root = "folder", args.images
-        if not os.path.isdir(os.path.expanduser(root)):
-            raise UserError(f"{root}: images folder not found")
+        check_input_folder(root, "images folder")
     else:
         name, root = args.dataset, args.root
     out = _check_out_dir(args.out, args.force, os.path.expanduser(root))

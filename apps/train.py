@@ -33,16 +33,18 @@ import time
 
 import numpy as np
 
-from core.args import non_negative_int, number_in, positive_float, positive_int
+from core.args import caffe_rate, caffe_seed, iterations, non_negative_int, positive_int
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli, sigint_ignored
+from core.inputs import check_input_file, check_input_folder, read_input_text
 from core.layout import MODELS, SCORE_LAYER, model_files
-from core.netio import (caffe, caffe_pb2, check_net, check_weights_file, load_net, read_prototxt, read_solver,
-                        read_solverstate, read_weights, restore)
+from core.netio import (caffe, caffe_path, caffe_pb2, check_net, check_weights_file, check_weights_path, load_net,
+                        read_prototxt, read_solver, read_solverstate, read_weights, restore)
 from core import netgen
 from core.netcheck import TWO_HISTORIES, check_solver, solver_type
 from core.outputs import (STAGING_PREFIX, atomic_path, atomic_write_bytes, atomic_write_text,
                           check_space, prepare_out_dir, write_together)
+from core.plotting import pyplot
 from core.surgery import check_vgg16, init_bilinear, single_to_group, transplant_vgg16
 
 
@@ -105,9 +107,9 @@ class RunFolder:
     def latest(self):
         if not os.path.exists(self.latest_path):
             return None
+        text = read_input_text(self.latest_path, "snapshot pointer")
         try:
-            with open(self.latest_path) as f:
-                latest = json.load(f)
+            latest = json.loads(text)
             if not isinstance(latest, dict):
                 raise TypeError("not a JSON object")
             latest = {k: latest[k] for k in ("iter", "caffemodel", "solverstate")}
@@ -154,8 +156,7 @@ class RunFolder:
         any row cut short by a crash."""
         for path in (self.loss_csv, self.val_csv):
             if os.path.exists(path):
-                with open(path, newline="") as f:
-                    rows = list(csv.reader(f))
+                rows = list(csv.reader(read_input_text(path, "log").splitlines()))
                 keep = rows[:1] + [r for r in rows[1:] if len(r) == len(rows[0]) and
                                    r[0].isdigit() and int(r[0]) <= iteration]
                 atomic_write_text(path, "".join(",".join(r) + "\n" for r in keep))
@@ -201,9 +202,7 @@ class RunFolder:
         return it
 
     def plot(self):
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
         it, loss = [], []
         with open(self.loss_csv) as f:
             for r in list(csv.reader(f))[1:]:
@@ -228,9 +227,8 @@ class RunFolder:
 
 def _read_text(path):
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except (OSError, ValueError):    # missing or not text: differs, and is rewritten
+        return read_input_text(path, "record")
+    except UserError:    # missing, not a file or not text: differs, and is rewritten
         return None
 
 
@@ -282,8 +280,8 @@ def parse_args(argv):
     ap.add_argument("--out", required=True, help="run folder (new or empty, unless --resume)")
     ap.add_argument("--force", action="store_true", help="start a run in a folder that holds other files")
     ap.add_argument("--solver", help="solver prototxt (default: the model's, prototxt/[tiny/]solver_<model>)")
-    ap.add_argument("--iters", type=non_negative_int, help="iterations in total (default: the solver's max_iter)")
-    ap.add_argument("--base-lr", type=positive_float, help="override the solver's base_lr (> 0)")
+    ap.add_argument("--iters", type=iterations, help="iterations in total (default: the solver's max_iter)")
+    ap.add_argument("--base-lr", type=caffe_rate, help="override the solver's base_lr (> 0)")
     init = ap.add_mutually_exclusive_group()
     init.add_argument("--vgg16", help="VGG_ILSVRC_16_layers.caffemodel for the semantic block (stage 1)")
     init.add_argument("--from-single", help="trained Ours-S weights to start the group model or Ours+ from (stage 2)")
@@ -296,7 +294,7 @@ def parse_args(argv):
     ap.add_argument("--val-root", help="data root of --val-list (default: --data-root)")
     ap.add_argument("--val-every", type=positive_int, default=1000, help="iterations between validations")
     ap.add_argument("--val-groups", type=positive_int, default=20, help="groups per validation (the list's first)")
-    ap.add_argument("--seed", type=number_in(0, 2 ** 32 - 1), default=0,
+    ap.add_argument("--seed", type=caffe_seed, default=0,
                     help="seed of the data order and of Caffe's fillers (Caffe takes 32 bits)")
     ap.add_argument("--cache", action="store_true", help="keep decoded training images in memory")
     ap.add_argument("--workers", type=positive_int, default=2, help="decoding threads of the data layer")
@@ -316,16 +314,20 @@ def check_inputs(args):
     """The files named on the command line, before anything is touched."""
     for path, what in ((args.train_list, "train list"), (args.val_list, "validation list"),
                        (args.solver, "solver")):
-        if path and not os.path.isfile(path):
-            raise UserError(f"{path}: {what} not found")
+        if path:
+            check_input_file(path, what)
+    for path in (args.vgg16, args.from_single, args.init):
+        if path:
+            check_weights_path(path)
     if args.vgg16:
         check_vgg16(args.vgg16)
     if args.from_single:
         check_weights_file(model_files("single", args.tiny).deploy, args.from_single)
     if args.init:
         check_weights_file(model_files(args.model, args.tiny).deploy, args.init)
-    if not os.path.isdir(args.data_root):
-        raise UserError(f"{args.data_root}: data root not found")
+    check_input_folder(args.data_root, "data root")
+    if args.val_root:
+        check_input_folder(args.val_root, "validation data root")
     if args.iters == 0 and not args.resume:
         raise UserError(f"{args.out}: --iters 0 on a new run trains nothing; give 1 or more iterations")
 
@@ -333,7 +335,7 @@ def check_inputs(args):
 def open_run(args):
     """The run folder, checked (writable, new or this run's own) before the work; the snapshot
     to resume from, or None; and whether this command created the folder."""
-    run = RunFolder(os.path.abspath(os.path.expanduser(args.out)))
+    run = RunFolder(caffe_path(os.path.abspath(os.path.expanduser(args.out)), "run folder"))   # the solver names it
     latest = run.latest() if args.resume and os.path.isdir(run.out) else None
     if args.resume and latest is None:
         raise UserError(f"{run.latest_path}: nothing to resume (no snapshot in {args.out})")

@@ -17,9 +17,10 @@ import numpy as np
 
 from core.args import positive_int
 from core.errors import UserError
+from core.inputs import read_input_text
 from core.outputs import atomic_write_text, prepare_out_dir
 from core.progress import progress as progress_bar
-from core.workers import ignore_interrupts, interrupts_deferred, worker_count
+from core.workers import ignore_interrupts, interrupts_deferred, shut_down, worker_count
 from data_prep.imagefiles import probe_image
 
 from .matlab_ops import round_half_away
@@ -73,18 +74,15 @@ def run_groups(dataset, out, process, extra=(), method="", workers=None, groups=
             ctx = multiprocessing.get_context("spawn")
             pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
                                                          initializer=ignore_interrupts)
-            with pool as ex:
+            try:
                 with interrupts_deferred():
-                    futures = [ex.submit(process, t) for t in tasks]
-                try:
-                    for fut in concurrent.futures.as_completed(futures):
-                        n = _result(fut, out)
-                        done += n
-                        bar.update(n)
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
+                    futures = [pool.submit(process, t) for t in tasks]
+                for fut in concurrent.futures.as_completed(futures):
+                    n = _result(fut, out)
+                    done += n
+                    bar.update(n)
+            finally:
+                shut_down(pool)
     return done
 
 
@@ -112,11 +110,11 @@ def prepare_out(out, settings, run_file, force=False, resume=False):
                                        flag="--force to overwrite or --resume to finish an interrupted run"))
     path = out / run_file
     if resume and os.path.lexists(path):
+        text = read_input_text(path, "previous run's settings")
         try:
-            previous = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise UserError(f"{path}: cannot read the previous run's settings "
-                            f"({e.strerror if isinstance(e, OSError) else e})") from None
+            previous = json.loads(text)
+        except ValueError as e:
+            raise UserError(f"{path}: cannot read the previous run's settings ({e})") from None
         if previous != settings:
             raise UserError(f"{path}: the maps there were made with {previous}, "
                             f"not {settings}; use --force or another --out")

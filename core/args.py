@@ -33,6 +33,13 @@ positive_int = number_in(1)
 non_negative_int = number_in(0)
 positive_float = number_in(0, kind=float, lo_open=True)
 
+# What Caffe's fields hold: iteration counts are 32-bit ints, the seed an unsigned one, rates
+# 32-bit floats. A larger value overflows in protobuf (a ValueError) or turns into inf.
+iterations = number_in(0, 2 ** 31 - 1)
+positive_iterations = number_in(1, 2 ** 31 - 1)
+caffe_seed = number_in(0, 2 ** 32 - 1)
+caffe_rate = number_in(0, 3.4e38, kind=float, lo_open=True)
+
 
 def switch(make_variable):
     """An argparse type for an on/off option given a value, as the Makefile passes RESUME=...

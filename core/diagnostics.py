@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from .outputs import atomic_write_text
+from .plotting import pyplot
 
 RATIO_FLOOR = 1e-7
 STALL_ITERS = 1000
@@ -115,9 +116,7 @@ class RatioLog:
         rows = read_ratio_csv(self.csv_path) if os.path.exists(self.csv_path) else []
         if not rows:
             return
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
         it = [int(r["iter"]) for r in rows]
         fig, ax = plt.subplots(figsize=(8, 5))
         for name in self.layers:

@@ -10,6 +10,7 @@ import json
 import os
 
 from .errors import UserError
+from .inputs import read_input_text
 from .outputs import atomic_write_text
 
 KEYS = {"group", "images", "masks"}
@@ -44,15 +45,11 @@ def parse_group(line, where="<group list>"):
 
 
 def read_group_list(path):
-    """All groups of a JSON Lines file, validated; blank lines are skipped."""
+    """All groups of a JSON Lines file, validated; blank lines (and a byte-order mark) are skipped."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.readlines()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read group list ({e.strerror or e})") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not a group list (not UTF-8 text: byte {e.start})") from None
+    text = read_input_text(path, "group list")
+    # the line ends open() knows; str.splitlines would also split a name holding U+2028
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     groups, seen = [], {}
     for i, line in enumerate(lines, 1):
         if line.strip():

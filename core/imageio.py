@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
+from .inputs import not_a_regular_file
 from .outputs import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -31,7 +32,17 @@ def encoded_data_complete(head, tail):
     return True
 
 
-def _decode(path, flags):
+# OpenCV decodes no image of more pixels than this (its OPENCV_IO_MAX_IMAGE_PIXELS, default
+# 2^30) and raises instead; a header may declare any size, a damaged one often a huge one.
+MAX_IMAGE_PIXELS = 1 << 30
+
+
+def decode_file(path, flags=cv2.IMREAD_UNCHANGED):
+    """The decoded image of a file (cv2.imdecode's array), or a UserError naming the file and
+    why it cannot be had: unreadable, empty, cut short, too large or not an image."""
+    kind = not_a_regular_file(path)    # np.fromfile would wait on a FIFO for ever
+    if kind:
+        raise UserError(f"{path}: cannot read (it is {kind}, not a regular file)")
     # np.fromfile + imdecode: cv2.imread cannot say *why* it failed and mishandles some names.
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)
@@ -41,15 +52,27 @@ def _decode(path, flags):
         raise UserError(f"{path}: empty file")
     if not encoded_data_complete(buf[:16].tobytes(), buf[-TAIL:].tobytes()):
         raise UserError(f"{path}: truncated file (its data stops before the end of the image)")
-    img = cv2.imdecode(buf, flags)
+    try:
+        img = cv2.imdecode(buf, flags)
+    except cv2.error as e:
+        raise UserError(f"{path}: not a readable image ({_decoder_refusal(e)})") from None
     if img is None:
         raise UserError(f"{path}: not a readable image (corrupt or unsupported format)")
     return img
 
 
+def _decoder_refusal(err):
+    text = str(err)
+    if "CV_IO_MAX_IMAGE_PIXELS" in text:
+        return ("its header declares more pixels than OpenCV decodes, OPENCV_IO_MAX_IMAGE_PIXELS "
+                "(default 2^30); a damaged file, or one to shrink first")
+    lines = [x for x in text.strip().splitlines() if x.strip()]
+    return f"OpenCV: {lines[-1].strip()}" if lines else "OpenCV refused it"
+
+
 def read_image(path):
     """uint8 BGR (H, W, 3). Grayscale is replicated, alpha dropped, 16-bit scaled down."""
-    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    img = decode_file(path)
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:
@@ -66,7 +89,7 @@ def read_image(path):
 def read_gray(path):
     """A saliency map or mask as float32 (H, W) scaled by its dtype's range, in [0, 1].
     Colour files are converted to gray; 1-bit PNGs decode to 0/255 and so give 0/1."""
-    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    img = decode_file(path)
     if img.ndim == 3:
         img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY) if img.shape[2] >= 3 else img[:, :, 0]
     if img.dtype == np.uint8:
@@ -84,7 +107,7 @@ def read_mask(path):
     A colour mask (a palette PNG whose object entry is, say, VOC's dark red (128, 0, 0)) takes its
     brightest channel scaled so that the object colour is 1: a gray conversion would weigh that
     red at 0.15 and lose the object."""
-    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    img = decode_file(path)
     if img.ndim == 3 and img.shape[2] >= 3 and img.dtype == np.uint8:
         bgr = img[:, :, :3]
         if not (np.array_equal(bgr[:, :, 0], bgr[:, :, 1]) and np.array_equal(bgr[:, :, 1], bgr[:, :, 2])):

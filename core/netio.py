@@ -16,6 +16,7 @@ from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
 from .errors import UserError  # noqa: E402
+from .inputs import check_input_file, read_input_bytes, read_input_text  # noqa: E402
 from .netcheck import check_shapes, check_solver, check_solverstate, learnable_shapes, solver_type  # noqa: E402
 
 PHASES = {"train": caffe.TRAIN, "test": caffe.TEST}
@@ -24,13 +25,8 @@ PHASES = {"train": caffe.TRAIN, "test": caffe.TEST}
 def read_prototxt(path, kind=caffe_pb2.NetParameter):
     """Parse a text prototxt (a NetParameter by default) or raise UserError naming the file."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not a valid prototxt (not UTF-8 text: byte {e.start})") from None
+    what = "solver" if kind is caffe_pb2.SolverParameter else "prototxt"
+    text = read_input_text(path, what, caffe_reads_it=True)
     msg = kind()
     try:
         text_format.Merge(text, msg)
@@ -104,11 +100,9 @@ def read_solverstate(path):
     """Parse a binary .solverstate, or raise UserError naming the file."""
     path = os.fspath(path)
     state = caffe_pb2.SolverState()
+    data = read_input_bytes(path, "solver state")
     try:
-        with open(path, "rb") as f:
-            state.ParseFromString(f.read())
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+        state.ParseFromString(data)
     except Exception as e:  # protobuf's DecodeError and friends
         raise UserError(f"{path}: not a Caffe solver state, corrupt or cut short ({type(e).__name__})") from None
     if state.iter < 1 or not state.history:
@@ -142,23 +136,18 @@ def restore(solver, solver_param, state_path, weights_path, scratch_dir):
 
 
 def check_weights_path(path):
-    """A weights file is there: one line naming the path otherwise (a folder given by mistake
-    is said to be one, not 'not found')."""
-    path = os.path.expanduser(os.fspath(path))
-    if os.path.isdir(path):
-        raise UserError(f"{path}: is a folder, not a .caffemodel weights file")
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: weights file not found")
+    """A weights file is there: one line naming the path otherwise (a folder or a FIFO given by
+    mistake is said to be one, not 'not found')."""
+    check_input_file(path, "weights file")
 
 
 def read_weights(path):
     """Parse a binary .caffemodel into a NetParameter, or raise UserError naming the file."""
     path = os.fspath(path)
-    check_weights_path(path)
+    data = read_input_bytes(path, "weights file")
     msg = caffe_pb2.NetParameter()
     try:
-        with open(path, "rb") as f:
-            msg.ParseFromString(f.read())
+        msg.ParseFromString(data)
     except Exception as e:  # protobuf raises DecodeError and friends
         raise UserError(f"{path}: not a Caffe weights file ({type(e).__name__})") from None
     if not msg.layer and not msg.layers:
@@ -252,11 +241,25 @@ def _numel(shape):
     return n
 
 
+def caffe_path(path, what):
+    """`path` as Caffe and OpenCV's DNN module take it: UTF-8 text. pycaffe cannot pass on a
+    name that is not (a Latin-1 folder name: a UnicodeEncodeError) and OpenCV crashes on it."""
+    path = os.fspath(path)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"{path}: the {what}'s path is not UTF-8 text, which Caffe and OpenCV need; "
+                        "rename it, or copy it to a path that is") from None
+    return path
+
+
 def load_net(prototxt, weights=None, phase="test", require_all=True):
     """A caffe.Net from `prototxt` (and `weights`), checked first so that a mistake is a
     UserError and not a Caffe abort. With require_all, every layer that has parameters must be
     in the weights (a deploy net with half its weights missing would predict garbage)."""
-    prototxt = os.fspath(prototxt)
+    prototxt = caffe_path(prototxt, "prototxt")
+    if weights is not None:
+        caffe_path(weights, "weights file")
     check_net(read_prototxt(prototxt), prototxt, phase)
     net = caffe.Net(prototxt, PHASES[phase])
     if weights is not None:

@@ -17,6 +17,8 @@ import shutil
 import tempfile
 
 from .errors import UserError
+from .inputs import not_a_regular_file
+from .workers import interrupts_deferred
 
 
 def _read_umask():
@@ -49,6 +51,7 @@ def atomic_path(path, suffix=""):
     on success it gets the usual permissions and replaces `path`, on failure it is removed.
     suffix: the temporary file's extension, for writers that choose a format by it."""
     path = os.fspath(path)
+    _refuse_special(path)
     d = os.path.dirname(path) or "."
     _makedirs(d)
     try:
@@ -65,6 +68,14 @@ def atomic_path(path, suffix=""):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _refuse_special(path):
+    """The rename would put a file in place of a FIFO or a device (/dev/null itself, as root)
+    or fail on a folder: one line instead."""
+    kind = not_a_regular_file(path)
+    if kind:
+        raise UserError(f"{path}: is {kind}, not a regular file to write; give the path of a file")
 
 
 def atomic_write_bytes(path, data):
@@ -104,8 +115,11 @@ def staged_dir(out_dir, owned=()):
             yield new
             names = [os.path.relpath(os.path.join(d, f), new) for d, _, files in os.walk(new) for f in files]
             stale = [n for n in owned if n not in names]
-            _swap(out_dir, new, old, sorted(names), stale)
-            swapped = True
+            # Ctrl-C in the middle of the swap would leave a mix, and the old files moved aside
+            # would go with the staging folder: it waits until the swap is done.
+            with interrupts_deferred():
+                _swap(out_dir, new, old, sorted(names), stale)
+                swapped = True
             _remove_emptied_folders(out_dir, stale)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
@@ -204,6 +218,7 @@ def prepare_out_file(path):
     path = os.path.expanduser(os.fspath(path))
     if os.path.isdir(path):
         raise UserError(f"{path}: is a folder; give the name of the file to write")
+    _refuse_special(path)
     _check_writable(path, os.path.dirname(os.path.abspath(path)))
     return path
 

@@ -4,9 +4,12 @@ Docker logs, CI and `| tee` are not terminals; a bar would either flood them wit
 returns or, switched off, leave an hour of silence. There the same object prints one line per
 interval (GWD_PROGRESS_SECONDS, default 30 s): "<desc>: 1200/9213 img (13 %), 1m05s, ETA 7m10s".
 """
+import math
 import os
 import sys
 import time
+
+from .errors import UserError
 
 
 def _fmt(s):
@@ -55,14 +58,26 @@ class _Lines:
         self.close()
 
 
+def _line_interval():
+    """GWD_PROGRESS_SECONDS, a number of seconds >= 0, or 30 when unset."""
+    text = os.environ.get("GWD_PROGRESS_SECONDS", "30")
+    try:
+        every = float(text)
+    except ValueError:
+        every = math.nan
+    if not every >= 0:      # NaN too; inf: no lines at all
+        raise UserError(f"GWD_PROGRESS_SECONDS={text!r}: must be a number of seconds >= 0 between "
+                        "progress lines (unset it for 30)")
+    return every
+
+
 def progress(iterable=None, total=None, desc="", unit="it", enabled=True):
     """A progress bar (tqdm) over `iterable` or to be updated by hand up to `total`.
     enabled: False shows nothing (a --quiet flag)."""
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
         total = len(iterable)
     if enabled and not sys.stderr.isatty():
-        every = float(os.environ.get("GWD_PROGRESS_SECONDS", "30"))
-        return _Lines(iterable if iterable is not None else (), total, desc, unit, every)
+        return _Lines(iterable if iterable is not None else (), total, desc, unit, _line_interval())
     from tqdm import tqdm
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr,
                 disable=not enabled, mininterval=0.5, dynamic_ncols=True)

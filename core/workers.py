@@ -49,8 +49,9 @@ def _exit_with_parent():
 
 @contextlib.contextmanager
 def interrupts_deferred():
-    """Hold Ctrl-C back while worker processes start: a child interrupted in the middle of being
-    spawned prints a traceback of its own. SIGINT is blocked in this thread (the children
+    """Hold Ctrl-C back through a step that must not be cut: worker processes starting (a child
+    interrupted in the middle of being spawned prints a traceback of its own), a set of outputs
+    being swapped in (core.outputs). SIGINT is blocked in this thread (the children
     inherit the mask while they start) and, should another thread receive it, only noted; a
     Ctrl-C that came meanwhile raises KeyboardInterrupt right after, also in place of an error
     it caused (a fork server or child that died of it makes the pool fail with EOFError)."""
@@ -73,3 +74,12 @@ def interrupts_deferred():
         signal.signal(signal.SIGINT, old_handler)
         if got:
             raise KeyboardInterrupt
+
+
+def shut_down(pool):
+    """Shut a concurrent.futures process pool down: tasks not started are cancelled, running
+    ones finish (their outputs are whole), and Ctrl-C is held back meanwhile. A second Ctrl-C
+    that cut the shutdown short left the command hung at exit, its workers waiting for tasks
+    that never came."""
+    with interrupts_deferred():
+        pool.shutdown(wait=True, cancel_futures=True)

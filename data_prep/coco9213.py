@@ -34,8 +34,11 @@ import numpy as np
 
 from core.errors import UserError
 from core.imageio import write_png
+from core.inputs import check_input_folder
 from core.outputs import atomic_write_bytes, atomic_write_text
 from core.progress import progress as progress_bar
+
+from .datasets import INCOMPLETE, being_written, incomplete_mark
 
 SELECTION = "selection.json"
 
@@ -77,7 +80,7 @@ def _load_coco(annotations, keep=None):
         return d
 
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:     # -sig: a byte-order mark is dropped
             data = json.load(f, object_hook=slim)
         return Instances(data)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -195,8 +198,7 @@ def build_coco9213(coco_root, annotations, out_dir, n_groups=65, n_images=9213,
     written to <out_dir>/selection.json."""
     coco_root = pathlib.Path(os.path.expanduser(str(coco_root)))
     out_dir = pathlib.Path(os.path.expanduser(str(out_dir)))
-    if not coco_root.is_dir():
-        raise UserError(f"{coco_root}: COCO image folder not found")
+    check_input_folder(coco_root, "COCO image folder")
     for option, value, ok, valid in (("--groups", n_groups, n_groups >= 1, ">= 1"),
                                      ("--images", n_images, n_images >= 1, ">= 1"),
                                      ("--min-fraction", min_fraction, 0 <= min_fraction <= 1, "[0, 1]")):
@@ -204,15 +206,7 @@ def build_coco9213(coco_root, annotations, out_dir, n_groups=65, n_images=9213,
             raise UserError(f"{option} {value} makes no sense; valid: {valid}")
     params = {"annotations": pathlib.Path(annotations).name, "n_groups": n_groups,
               "n_images": n_images, "min_fraction": min_fraction}
-    previous = out_dir / SELECTION
-    if previous.is_file():
-        try:
-            old = json.loads(previous.read_text(encoding="utf-8")).get("parameters")
-        except (OSError, ValueError, AttributeError):
-            old = None
-        if old != params:
-            raise UserError(f"{previous}: {out_dir} holds a COCO9213 built with other parameters "
-                            f"({old}); remove it or choose another --out")
+    _refuse_another_build(out_dir, params)
     m = re.match(r"instances_(.+)\.json$", pathlib.Path(annotations).name)
     split = m.group(1) if m else ""
     coco = _load_coco(annotations)
@@ -226,36 +220,59 @@ def build_coco9213(coco_root, annotations, out_dir, n_groups=65, n_images=9213,
     coco = _load_coco(annotations, keep=lambda a: (a["image_id"], a["category_id"]) in wanted)
 
     work = [(c, i) for c in chosen for i in chosen[c]]
-    for c, img_id in progress_bar(work, desc="coco9213: writing", unit="img", enabled=progress):
-        info = coco.imgs[img_id]
-        src = _image_path(coco_root, split, info["file_name"])
-        dst = out_dir / "img" / names[c] / src.name
-        gt = out_dir / "gt" / names[c] / f"{src.stem}.png"
-        if not dst.is_file():
-            atomic_write_bytes(dst, src.read_bytes())
-        if not gt.is_file():
-            h, w = info["height"], info["width"]
-            mask = np.zeros((h, w), np.uint8)
-            with warnings.catch_warnings():   # pycocotools' numpy-2 copy= deprecation notice
-                warnings.simplefilter("ignore", DeprecationWarning)
-                for a in coco.imgToAnns[img_id]:
-                    if a["category_id"] == c and "segmentation" in a:
-                        problem = _segmentation_problem(a["segmentation"], h, w)
-                        if not problem:
-                            try:
-                                mask |= _instance_mask(a["segmentation"], h, w).astype(np.uint8)
-                            except ValueError as e:      # a compressed RLE that does not decode
-                                problem = str(e)
-                        if problem:
-                            raise UserError(f"{annotations}: annotation {a.get('id')} of image {img_id}: "
-                                            f"segmentation unusable ({problem})")
-            write_png(gt, mask * 255)
-    selection = {"parameters": params,
-                 "groups": {names[c]: {"category_id": c, "image_ids": sorted(chosen[c])}
-                            for c in chosen},
-                 "images": len(work)}
-    atomic_write_text(previous, json.dumps(selection, indent=1) + "\n")
+    with being_written(out_dir, "python -m data_prep coco9213", params):   # readers refuse it until done
+        for c, img_id in progress_bar(work, desc="coco9213: writing", unit="img", enabled=progress):
+            _write_item(coco, img_id, c, _image_path(coco_root, split, coco.imgs[img_id]["file_name"]),
+                        out_dir, names[c], annotations)
+        selection = {"parameters": params,
+                     "groups": {names[c]: {"category_id": c, "image_ids": sorted(chosen[c])}
+                                for c in chosen},
+                     "images": len(work)}
+        atomic_write_text(out_dir / SELECTION, json.dumps(selection, indent=1) + "\n")
     return selection
+
+
+def _refuse_another_build(out_dir, params):
+    """A folder holding a COCO9213 of other parameters, finished (selection.json) or stopped
+    midway (the readers' mark), is not built over."""
+    mark = incomplete_mark(out_dir)
+    record = out_dir / (SELECTION if mark is None else INCOMPLETE)
+    if mark is None and not record.is_file():
+        return
+    try:
+        old = (mark if mark is not None else json.loads(record.read_text(encoding="utf-8"))).get("parameters")
+    except (OSError, ValueError, AttributeError):
+        old = None
+    if old != params:
+        raise UserError(f"{record}: {out_dir} holds {'part of ' if mark is not None else ''}a COCO9213 "
+                        f"built with other parameters ({old}); remove it or choose another --out")
+
+
+def _write_item(coco, img_id, category, src, out_dir, group, annotations):
+    """One chosen image, copied, and its mask: the union of that category's instances."""
+    dst = out_dir / "img" / group / src.name
+    gt = out_dir / "gt" / group / f"{src.stem}.png"
+    if not dst.is_file():
+        atomic_write_bytes(dst, src.read_bytes())
+    if gt.is_file():
+        return
+    info = coco.imgs[img_id]
+    h, w = info["height"], info["width"]
+    mask = np.zeros((h, w), np.uint8)
+    with warnings.catch_warnings():   # pycocotools' numpy-2 copy= deprecation notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for a in coco.imgToAnns[img_id]:
+            if a["category_id"] == category and "segmentation" in a:
+                problem = _segmentation_problem(a["segmentation"], h, w)
+                if not problem:
+                    try:
+                        mask |= _instance_mask(a["segmentation"], h, w).astype(np.uint8)
+                    except ValueError as e:      # a compressed RLE that does not decode
+                        problem = str(e)
+                if problem:
+                    raise UserError(f"{annotations}: annotation {a.get('id')} of image {img_id}: "
+                                    f"segmentation unusable ({problem})")
+    write_png(gt, mask * 255)
 
 
 # ---------------------------------------------------------------- command line

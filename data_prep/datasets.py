@@ -10,21 +10,23 @@ that prediction, the baselines and the evaluation share (see `core.layout.predic
 READERS maps each dataset name to its reader; readers are filled in below this interface.
 """
 import collections
+import contextlib
 import dataclasses
 import functools
 import hashlib
+import json
 import os
 import pathlib
 from typing import Optional
 
-import cv2
-import numpy as np
-
 from core.errors import UserError
-from core.imageio import is_image_file
+from core.imageio import decode_file, is_image_file
+from core.inputs import check_input_folder, read_input_text
+from core.outputs import atomic_write_text
 
 # The header probe's names are part of this module's interface (issue names, FileInfo).
-from .imagefiles import EMPTY_FILE, EXT_KIND, TRUNCATED, UNREADABLE, FileInfo, probe_image  # noqa: F401
+from .imagefiles import (EMPTY_FILE, EXT_KIND, TOO_LARGE, TRUNCATED, UNREADABLE, FileInfo,  # noqa: F401
+                         probe_image)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,13 +72,49 @@ def load_dataset(name, root):
     key = name.lower()
     if key not in READERS:
         raise UserError(f"unknown dataset '{name}'; known: {', '.join(dataset_names())}")
-    root = pathlib.Path(os.path.expanduser(str(root)))
-    if not root.is_dir():
-        raise UserError(f"{root}: dataset folder not found (dataset '{name}')")
+    root = pathlib.Path(check_input_folder(root, "dataset folder", f" (dataset '{name}')"))
+    _refuse_incomplete(root)
     ds = READERS[key](root)
     if len(ds) == 0:
         raise UserError(f"{root}: no usable images found for dataset '{name}' ({ds.summary()})")
     return ds
+
+
+# A data preparation command's mark on a dataset folder while it writes it (INCOMPLETE, JSON:
+# the command and its parameters). A run that stops midway leaves it, and the readers refuse
+# the folder rather than take the part written for the whole; a folder without it is complete,
+# or a user's own.
+INCOMPLETE = ".incomplete.json"
+
+
+@contextlib.contextmanager
+def being_written(root, command, parameters=None):
+    """Mark the dataset folder `root` (created if need be) for the duration of the block.
+    command: what writes it, as the user would run it again; parameters: what it was run with."""
+    mark = pathlib.Path(root) / INCOMPLETE
+    atomic_write_text(mark, json.dumps({"command": command, "parameters": parameters}) + "\n")
+    yield
+    mark.unlink()
+
+
+def incomplete_mark(root):
+    """The mark's {"command", "parameters"} on `root`, or None for a folder without one."""
+    mark = pathlib.Path(root) / INCOMPLETE
+    if not os.path.lexists(mark):
+        return None
+    try:
+        found = json.loads(read_input_text(mark, "mark"))
+        return found if isinstance(found, dict) else {}
+    except (UserError, ValueError):
+        return {}
+
+
+def _refuse_incomplete(root):
+    mark = incomplete_mark(root)
+    if mark is not None:
+        command = mark.get("command") or "the data preparation command"
+        raise UserError(f"{root}: `{command}` stopped before it finished writing this dataset; "
+                        "run it again")
 
 
 # ================================================================ readers
@@ -422,11 +460,10 @@ def _decode_fully(path):
     info, problem = probe_image(path)
     if problem:
         return None, problem
-    data = pathlib.Path(path).read_bytes()
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
+    try:
+        return decode_file(path).shape[:2], None
+    except UserError:
         return None, UNREADABLE
-    return img.shape[:2], None
 
 
 def verify_dataset(ds, progress=True):

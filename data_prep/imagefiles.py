@@ -10,12 +10,14 @@ import os
 import struct
 from typing import Optional
 
-from core.imageio import TAIL, encoded_data_complete
+from core.imageio import MAX_IMAGE_PIXELS, TAIL, encoded_data_complete
+from core.inputs import not_a_regular_file
 
 # The probe's verdicts on a file it cannot use (also issue names of data_prep.datasets).
 EMPTY_FILE = "empty files"
 UNREADABLE = "unreadable files"
 TRUNCATED = "truncated files"
+TOO_LARGE = "images larger than OpenCV decodes"
 
 @dataclasses.dataclass(frozen=True)
 class FileInfo:
@@ -70,16 +72,21 @@ def probe_image(path):
     """Check a file's header and end without decoding its pixels.
 
     path: the file. Returns (FileInfo, None) for an image, or (None, issue) where issue is
-    EMPTY_FILE, UNREADABLE (not an image, or a header cut short) or TRUNCATED (a JPEG or PNG
-    whose data stops early)."""
+    EMPTY_FILE, UNREADABLE (not a regular file, not an image, a header cut short or declaring
+    no pixels), TRUNCATED (a JPEG or PNG whose data stops early) or TOO_LARGE (a header
+    declaring more pixels than OpenCV decodes: a damaged file, mostly)."""
+    if not_a_regular_file(path):      # a FIFO named .jpg would block open() for ever
+        return None, UNREADABLE
     try:
         with open(path, "rb") as f:
             head = f.read(32)
             if not head:
                 return None, EMPTY_FILE
             info = _header_info(f, head)
-            if info is None:
+            if info is None or 0 in (info.width, info.height):
                 return None, UNREADABLE
+            if info.width and info.width * info.height > MAX_IMAGE_PIXELS:
+                return None, TOO_LARGE
             size = f.seek(0, os.SEEK_END)
             f.seek(max(0, size - TAIL))
             if not encoded_data_complete(head, f.read()):

@@ -51,6 +51,7 @@ the splits use disjoint random streams and the output does not depend on the wor
 """
 import colorsys
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -64,9 +65,12 @@ import numpy as np
 
 from core.errors import UserError
 from core.imageio import write_png
+from core.inputs import read_input_text
 from core.outputs import atomic_write_text
 from core.progress import progress as progress_bar
-from core.workers import available_cpus, ignore_interrupts, interrupts_deferred, worker_count
+from core.workers import available_cpus, ignore_interrupts, interrupts_deferred, shut_down, worker_count
+
+from .datasets import being_written, incomplete_mark
 
 GENERATOR = "gwd-synthetic-cosal"
 VERSION = 1
@@ -502,27 +506,38 @@ def generate(out, config, train_groups, test_groups, workers=None, progress=True
     manifest = manifest_for(config, train_groups, test_groups)
     mpath = out / "manifest.json"
     old = None
+    interrupted = [s for s in SPLITS if incomplete_mark(out / s) is not None]     # a run of ours
     if mpath.exists():
         try:
-            old = json.loads(mpath.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            old = json.loads(read_input_text(mpath, "manifest"))
+        except (UserError, ValueError):
             old = None
         if not isinstance(old, dict) or old.get("generator") != GENERATOR:
             raise UserError(f"{mpath}: not a manifest of this generator; choose another --out")
-        if old == manifest and _is_complete(out, manifest):
+        if old == manifest and not interrupted and _is_complete(out, manifest):
             print(f"{out}: synthetic benchmark up to date (manifest matches), nothing to do",
                   file=sys.stderr)
             return False
-    elif any((out / s).exists() for s in SPLITS):
+    elif any((out / s).exists() for s in SPLITS) and not interrupted:
         raise UserError(f"{out}: has train/ or test/ folders but no manifest.json of this "
                         f"generator; choose an empty --out")
-    if old is not None:   # ours, with other parameters or incomplete: start again
-        mpath.unlink()
+    if old is not None or interrupted:   # ours, with other parameters or incomplete: start again
+        mpath.unlink(missing_ok=True)
         for s in SPLITS:
             if (out / s).exists():
                 shutil.rmtree(out / s)
+    with contextlib.ExitStack() as marks:     # each split refused by the readers until done
+        for s in SPLITS:
+            if manifest["groups"][s]:
+                marks.enter_context(being_written(out / s, "python -m data_prep synthetic"))
+        _write_benchmark(out, config, manifest, workers, progress)
+    return True
+
+
+def _write_benchmark(out, config, manifest, workers, progress):
+    """The groups of both splits, objects.jsonl and manifest.json (generate)."""
     tasks = []
-    for split, n in (("train", train_groups), ("test", test_groups)):
+    for split, n in manifest["groups"].items():
         tasks += [(config, str(out), split, i, c)
                   for i, c in enumerate(class_schedule(config, split, n))]
     records = {s: [] for s in SPLITS}
@@ -543,13 +558,12 @@ def generate(out, config, train_groups, test_groups, workers=None, progress=True
     finally:
         bar.close()
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            shut_down(pool)
     for s in SPLITS:
         if manifest["groups"][s]:
             atomic_write_text(out / s / "objects.jsonl",
                               "".join(json.dumps(r) + "\n" for r in records[s]))
-    atomic_write_text(mpath, json.dumps(manifest, indent=1) + "\n")
-    return True
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
 
 
 # ---------------------------------------------------------------- command line

@@ -6,6 +6,8 @@ import io
 
 import numpy as np
 
+from core.plotting import pyplot
+
 from . import paper
 from .metrics import METRICS, PAPER_METRICS
 from .results import NORMALIZATIONS
@@ -45,9 +47,15 @@ def _by_name(run):
 
 
 def _md_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines = ["| " + " | ".join(map(_cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(_cell, r)) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _cell(text):
+    """A Markdown table cell: a '|' in a method's name would start a column, a line break end
+    the row."""
+    return " ".join(str(text).replace("|", "\\|").splitlines())
 
 
 def conventions_line():
@@ -178,17 +186,10 @@ def table_csv(results):
 
 # ---------------------------------------------------------------- figures
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _png(fig):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -203,7 +204,7 @@ def _title(run):
 
 def plot_pr_curves(results):
     """pr_curves.png: precision against recall per method, one panel per run (Figure 5)."""
-    plt = _plt()
+    plt = pyplot()
     runs = [r for r in results["runs"] if any("curves" in m for m in r["methods"])]
     n = max(1, len(runs))
     colour = {name.lower(): f"C{i % 10}" for i, name in enumerate(_method_order(runs))}
@@ -229,7 +230,7 @@ def _ap(method):
 
 def plot_ap(results):
     """ap.png: average precision per method, bars grouped by run (Figure 6)."""
-    plt = _plt()
+    plt = pyplot()
     runs = results["runs"]
     names = _method_order(runs)
     fig, ax = plt.subplots(figsize=(max(4.5, 1.2 + 0.5 * len(names) * len(runs)), 3.8))
@@ -274,7 +275,7 @@ def plot_visual_grid(dataset, methods, items, height=110):
 
     from .evaluate import load_prediction, resize_to
 
-    plt = _plt()
+    plt = pyplot()
 
     def thumb(img):
         h, w = img.shape[:2]

@@ -17,6 +17,7 @@ import json
 import math
 
 from core.errors import UserError
+from core.inputs import read_input_text
 
 from . import paper
 from .metrics import DEFINITIONS
@@ -108,15 +109,11 @@ def _check(res, where):
 
 def load_results(path):
     """A results.json, validated. Bad files are a UserError naming the file."""
+    text = read_input_text(path, "results file")
     try:
-        with open(path, encoding="utf-8") as f:
-            res = json.load(f)
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+        res = json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not valid JSON (not UTF-8 text)") from None
     return _check(res, path)
 
 

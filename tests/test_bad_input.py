@@ -12,6 +12,7 @@ import os
 import pathlib
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -226,6 +227,18 @@ def test_eval_table_of_an_accepted_results_file(tmp_path, case):
     assert (tmp_path / "table" / "table.md").is_file()
 
 
+@pytest.mark.parametrize("name", ["Ours|v2", "Ours\nv2"])
+def test_a_method_name_keeps_every_markdown_table_whole(name):
+    """A '|' in a method's name added a column to table.md, a line break cut a row in two."""
+    import re
+    from eval import report
+    md = report.table_markdown(results_file(name=name))
+    tables = [t.splitlines() for t in re.findall(r"(?m)(?:^\|.*\n?)+", md)]
+    assert tables
+    for rows in tables:
+        assert len({len(re.findall(r"(?<!\\)\|", row)) for row in rows}) == 1, rows
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", sorted(RESULTS_DAMAGE))
 def test_eval_table_of_a_damaged_results_file(tmp_path, damage):
@@ -249,6 +262,32 @@ def test_eval_leaves_a_folder_whose_results_json_is_not_its_own(data, tmp_path):
     r = run(*eval_args(data["root"], data["maps"], out))
     assert_fails_cleanly(r, out, "--force")
     assert files_of(out) == {"results.json": b'{"format": "someone else\'s"}'}
+
+
+@pytest.mark.slow
+def test_an_interrupted_gpu_bundle_write_keeps_the_previous_bundle(icoseg_dev, tmp_path):
+    """gpu_check --write-bundle DIR wrote its files in place: Ctrl-C between opening one and
+    filling it left an empty solver or data list in a bundle that looked whole."""
+    out = tmp_path / "bundle"
+    argv = ["--write-bundle", str(out), "--data", str(icoseg_dev)]
+    assert run("apps.gpu_check", *argv).returncode == 0
+    before = files_of(out)
+    code = ("import os, signal, sys\n"
+            "import apps.gpu_check as g\n"
+            "real, calls = g.write_text, []\n"
+            "def write_text(path, msg):\n"
+            "    calls.append(path)\n"
+            "    if len(calls) == 3:\n"
+            "        open(path, 'w').close()     # opened, emptied, when the interrupt comes\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "    return real(path, msg)\n"
+            "g.write_text = write_text\n"
+            "g.main(sys.argv[1:])\n")
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT, env=ENV,
+                       timeout=300)
+    assert (r.returncode, r.stderr.strip().splitlines()[-1]) == (130, "interrupted"), r.stderr
+    assert files_of(out) == before
+    assert_fails_cleanly(run("apps.gpu_check", "--write-bundle", out / "nets" / "group.prototxt"), "not a folder")
 
 
 def _another_baseline(out, data):
@@ -650,6 +689,114 @@ def test_weights_given_as_a_folder(data, tmp_path, command):
     assert not (tmp_path / "out").exists()
 
 
+def with_option(argv, flag, value):
+    """argv with `flag` set to `value` (replaced where it is there, added where not)."""
+    argv = list(argv)
+    if flag in argv:
+        argv[argv.index(flag) + 1] = value
+        return argv
+    return argv + [flag, value]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["predict --weights", "predict --prototxt", "train --train-list", "train --solver",
+                                    "train --init", "train --val-list", "eval table --results"])
+@pytest.mark.parametrize("kind", ["FIFO", "character device"])
+def test_an_input_file_that_is_a_fifo_or_a_device(data, tmp_path, option, kind):
+    """A FIFO held the command for ever (open() waits for a writer), /dev/zero was read until
+    the memory ran out, and isfile() called both 'not found'."""
+    if kind == "FIFO":
+        path = tmp_path / "input"
+        os.mkfifo(path)
+    else:
+        path = "/dev/zero"
+    command, flag = option.rsplit(" ", 1)
+    out = tmp_path / "out"
+    argv = ["eval", "table", "--results", path, "--out", out] if command == "eval table" else \
+        with_option(commands(data, out)[command], flag, path)
+    r = run(*argv, timeout=60)
+    assert_fails_cleanly(r, path, kind, "not a regular file")
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["summary --root", "predict --images", "train --data-root", "train --val-root",
+                                    "gpu_check --data", "coco9213 --coco-root"])
+def test_a_file_given_for_a_folder_is_said_to_be_one(data, tmp_path, option):
+    """An image or list given where a folder belongs was called 'not found', though it is there."""
+    command, flag = option.split()
+    given = data["root"] / "img" / "g 0" / "0.jpg"
+    out = tmp_path / "out"
+    argv = {"summary": ["data_prep", "summary", "--dataset", "icoseg", "--root", given],
+            "predict": ["apps.predict", "--weights", data["weights"]["single"], "--model", "single", "--prototxt",
+                        TINY_SINGLE.deploy, "--out", out, "--quiet"],
+            "train": commands(data, out)["train"] + ["--val-list", data["groups"]],
+            "gpu_check": ["apps.gpu_check", "--cpu"],
+            "coco9213": ["data_prep", "coco9213", "--annotations", data["groups"], "--out", out]}[command]
+    r = run(*with_option(argv, flag, given), timeout=120)
+    assert_fails_cleanly(r, given, "is a file, not a folder")
+    assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["latest.json", "loss.csv"])
+def test_resume_with_a_run_file_that_is_a_fifo(data, tmp_path, name):
+    run_dir = tmp_path / "run"
+    shutil.copytree(data["run"], run_dir)
+    (run_dir / name).unlink()
+    os.mkfifo(run_dir / name)
+    r = run("apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 3, "--resume", timeout=60)
+    assert_fails_cleanly(r, run_dir / name, "FIFO")
+
+
+def _with_bom(path):
+    path = pathlib.Path(path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["train list", "results file", "COCO annotations"])
+def test_a_text_input_with_a_byte_order_mark_is_read(data, tmp_path, which):
+    """Windows editors start UTF-8 text with a byte-order mark: the JSON readers stumbled on
+    it ('decode using utf-8-sig')."""
+    if which == "train list":
+        groups = _with_bom(shutil.copy(data["groups"], tmp_path / "groups.jsonl"))
+        r = run("apps.train", *train_args(groups, data["root"], tmp_path / "run"), "--iters", 1)
+    elif which == "results file":
+        results = tmp_path / "results.json"
+        results.write_text(json.dumps(results_file()))
+        r = run("eval", "table", "--results", _with_bom(results), "--out", tmp_path / "table")
+    else:
+        import cv2
+        import numpy as np
+        (tmp_path / "coco").mkdir()
+        cv2.imwrite(str(tmp_path / "coco" / "x.jpg"), np.zeros((60, 80, 3), np.uint8))
+        ann = tmp_path / "ann.json"
+        ann.write_text(json.dumps({
+            "images": [{"id": 1, "file_name": "x.jpg", "width": 80, "height": 60}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "area": 3000, "bbox": [0, 0, 60, 50],
+                             "segmentation": [[0, 0, 60, 0, 60, 50, 0, 50]], "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "a"}]}))
+        r = run("data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", _with_bom(ann),
+                "--out", tmp_path / "out", "--groups", 1, "--images", 1)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["deploy prototxt", "solver"])
+def test_a_prototxt_with_a_byte_order_mark_is_one_error_line(data, tmp_path, which):
+    """Caffe's parser aborts on the mark (it reads the deploy prototxt itself): said so,
+    instead of 'Expected identifier or number, got \\ufeff'."""
+    if which == "solver":
+        solver = _with_bom(shutil.copy(TINY_SINGLE.solver, tmp_path / "solver.prototxt"))
+        r = run(*commands(data, tmp_path / "out")["train"], "--solver", solver)
+    else:
+        solver = _with_bom(shutil.copy(TINY_SINGLE.deploy, tmp_path / "deploy.prototxt"))
+        r = run(*with_option(commands(data, tmp_path / "out")["predict"], "--prototxt", solver))
+    assert_fails_cleanly(r, solver, "byte-order mark", "without BOM")
+
+
 
 def _conv1_2_blob(blob):
     return next(x for x in blob.layer if x.name == "conv1_2").blobs[0]
@@ -741,6 +888,34 @@ def test_a_moved_or_copied_run_resumes_from_its_own_files(data, tmp_path, how):
     assert str(second) in (second / "solver.prototxt").read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["a new run folder", "a run folder moved there", "weights (caffe)",
+                                  "weights (opencv)", "a deploy prototxt"])
+def test_a_path_caffe_takes_that_is_not_utf8_is_one_error_line(data, tmp_path, what):
+    """pycaffe passes paths on as UTF-8 text: a Latin-1 folder name was a UnicodeEncodeError
+    traceback (training, pycaffe's predict), and OpenCV's DNN module crashed on it (SIGSEGV)."""
+    folder = tmp_path / os.fsdecode(b"caf\xe9")
+    if "run folder" in what:
+        run_dir = folder / "run"
+        if what == "a run folder moved there":
+            shutil.copytree(data["run"], run_dir)
+        r = run("apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 3,
+                *(["--resume"] if "moved" in what else []))
+        assert_fails_cleanly(r, "run folder's path is not UTF-8")
+        assert "moved" in what or not run_dir.exists()
+        return
+    folder.mkdir()
+    argv = commands(data, tmp_path / "out")["predict"]
+    if what.startswith("weights"):
+        argv = with_option(argv, "--weights", shutil.copy(data["weights"]["single"], folder))
+        argv += ["--engine", what[9:-1]]
+    else:
+        argv = with_option(argv, "--prototxt", shutil.copy(TINY_SINGLE.deploy, folder))
+    r = run(*argv)
+    assert_fails_cleanly(r, "path is not UTF-8")
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- 4. unwritable and full disks
 def commands(data, out):
     """Every command that writes an output folder, with `out` as that folder."""
@@ -769,6 +944,23 @@ def test_unwritable_output(data, tmp_path, command, where):
     r = run(*commands(data, out)[command], fault=("erofs" if where == "read-only" else "enospc", tmp_path))
     assert_fails_cleanly(r, out)
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["groups --out", "train-groups --out", "train-groups --cache",
+                                    "descriptors --out"])
+def test_an_output_file_that_is_a_fifo_is_left_alone(data, tmp_path, option):
+    """The rename of an atomic write put a regular file in place of a FIFO (and, as root, of
+    /dev/null itself): one line instead, before the work."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    command, flag = option.split()
+    argv = ["data_prep", command, "--dataset", "icoseg", "--root", data["root"], "--out", tmp_path / "g.jsonl"]
+    if command != "groups":
+        argv += ["--workers", 1]
+    r = run(*with_option(argv, flag, fifo), timeout=60)
+    assert_fails_cleanly(r, fifo, "FIFO", "not a regular file")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
 @pytest.mark.slow
@@ -861,6 +1053,69 @@ def test_every_command_skips_broken_files_and_counts_them(data, tmp_path, comman
     assert "truncated files: 1" in r.stdout + r.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["cbcs", "train-groups", "eval", "predict", "summary"])
+def test_every_command_skips_a_fifo_among_the_images_and_counts_it(data, tmp_path, command):
+    """A FIFO named like an image (a half-set-up pipeline, a leftover of `mkfifo`): the header
+    probe's open() waited for a writer for ever."""
+    root = copy_dataset(data, tmp_path)
+    os.mkfifo(root / "img" / "g 0" / "9.jpg")
+    argv = commands(dict(data, root=root), tmp_path / "out").get(command) or \
+        ["data_prep", "summary", "--dataset", "icoseg", "--root", root]
+    r = run(*argv, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "unreadable files: 1" in r.stdout + r.stderr
+
+
+def png_declaring(path, width, height):
+    """A whole PNG file (signature, IHDR, a few bytes of IDAT, IEND) whose header declares
+    width x height: what a damaged header, or a decompression bomb, looks like to a reader."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pathlib.Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
+                                   chunk(b"IDAT", zlib.compress(bytes(10))) + chunk(b"IEND", b""))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["cbcs", "train-groups", "eval", "predict", "summary --verify"])
+@pytest.mark.parametrize("which", ["image", "mask"])
+def test_every_command_skips_an_image_declaring_too_many_pixels(data, tmp_path, command, which):
+    """OpenCV raises (cv2.error, a traceback) on a header declaring more than 2^30 pixels: the
+    readers skip such a file and count it, as any other broken one."""
+    root = copy_dataset(data, tmp_path)
+    old = root / ("img/g 0/1.jpg" if which == "image" else "gt/g 0/1.png")
+    old.unlink()
+    png_declaring(old.with_suffix(".png"), 100000, 100000)
+    argv = commands(dict(data, root=root), tmp_path / "out").get(command) or \
+        ["data_prep", "summary", "--dataset", "icoseg", "--root", root, "--verify"]
+    r = run(*argv)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "images larger than OpenCV decodes: 1" in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["a map to evaluate", "an image of a training list"])
+def test_an_image_declaring_too_many_pixels_that_is_named_is_one_error_line(data, tmp_path, where):
+    if where == "a map to evaluate":
+        maps = tmp_path / "maps"
+        shutil.copytree(data["maps"], maps)
+        bad = maps / "g 0" / "1.png"
+        png_declaring(bad, 60000, 60000)
+        argv = eval_args(data["root"], maps, tmp_path / "out")
+    else:
+        root = copy_dataset(data, tmp_path)
+        for group in ("g 0", "g 1"):     # whichever group comes first
+            png_declaring(root / "img" / group / "1.jpg", 60000, 60000)
+        bad = root / "img"
+        argv = ["apps.train", *train_args(data["groups"], root, tmp_path / "out"), "--iters", 1]
+    r = run(*argv)
+    assert_fails_cleanly(r, bad, "more pixels than OpenCV decodes")
+
+
 # ---------------------------------------------------------------- 6. interrupts
 def wait_cpu_seconds(p, seconds, timeout=120):
     """Wait until process p has run for `seconds` of CPU time (user + system), or has ended: a
@@ -941,11 +1196,97 @@ def test_ctrl_c_ignored_at_the_start_stays_ignored(tmp_path, case):
     assert (r.returncode, r.stdout.strip()) == (0, printed), r.stderr
 
 
+@pytest.mark.parametrize("at", [1, 2, 3, 4])
+def test_ctrl_c_while_the_outputs_are_swapped_in_keeps_one_whole_set(tmp_path, at):
+    """Ctrl-C at the at-th rename of the swap that replaces an evaluation's (or predict's) files
+    together: the folder holds the old set or the new one, never a mix or nothing (the old
+    files, moved aside, went with the staging folder)."""
+    script = tmp_path / "swap_ctrl_c.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        "from core import outputs\n"
+        "from core.errors import cli\n"
+        "out = sys.argv[1]\n"
+        "outputs.write_together(out, {'a.txt': 'old a', 'b.txt': 'old b'})\n"
+        "real, calls = os.replace, []\n"
+        "def replace(src, dst):\n"
+        "    calls.append(dst)\n"
+        f"    if len(calls) == {at}:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(src, dst)\n"
+        "outputs.os.replace = replace\n"
+        "cli(lambda: outputs.write_together(out, {'a.txt': 'new a', 'b.txt': 'new b'}))()\n")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, cwd=ROOT,
+                       env=ENV, timeout=60)
+    assert (r.returncode, r.stderr.strip()) == (130, "interrupted"), r.stderr
+    assert files_of(out) in ({"a.txt": b"old a", "b.txt": b"old b"}, {"a.txt": b"new a", "b.txt": b"new b"})
+    assert not [p for p in os.listdir(out) if p.startswith(".tmp-")]
+
+
+def run_interrupted_at_rename(at, *argv):
+    """python -m argv, Ctrl-C coming at its at-th file rename (every file is written by one)."""
+    code = ("import os, runpy, signal, sys\n"
+            "real, calls = os.replace, []\n"
+            "def replace(src, dst, **k):\n"
+            "    calls.append(dst)\n"
+            f"    if len(calls) == {at}:\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "    return real(src, dst, **k)\n"
+            "os.replace = replace\n"
+            "sys.argv = sys.argv[1:]\n"
+            "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
+    return subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, cwd=ROOT,
+                          env=ENV, timeout=300)
+
+
+def _synthetic(tmp_path):
+    out = tmp_path / "synthetic"
+    argv = ["data_prep", "synthetic", "--out", out, "--train-groups", 3, "--test-groups", 1, "--size", "32x64",
+            "--workers", 1]
+    return argv, out / "train", "synthetic"
+
+
+def _coco9213(tmp_path):
+    import cv2
+    import numpy as np
+    (tmp_path / "coco").mkdir()
+    images, annotations = [], []
+    for i in range(1, 7):
+        cv2.imwrite(str(tmp_path / "coco" / f"{i}.jpg"), np.full((60, 80, 3), 40 * i, np.uint8))
+        images.append({"id": i, "file_name": f"{i}.jpg", "width": 80, "height": 60})
+        annotations.append({"id": i, "image_id": i, "category_id": 1 + i % 2, "area": 3000, "iscrowd": 0,
+                            "bbox": [0, 0, 60, 50], "segmentation": [[0, 0, 60, 0, 60, 50, 0, 50]]})
+    (tmp_path / "ann.json").write_text(json.dumps({"images": images, "annotations": annotations,
+                                                   "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    out = tmp_path / "coco9213"
+    argv = ["data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", tmp_path / "ann.json",
+            "--out", out, "--groups", 2, "--images", 6]
+    return argv, out, "coco9213"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["synthetic", "coco9213"])
+def test_a_dataset_whose_preparation_was_interrupted_is_refused_until_it_is_run_again(tmp_path, command):
+    """Ctrl-C while a dataset is being written left part of it, which the readers took for the
+    whole (coco9213: training on 1 image of 6, without a word) or which the same command then
+    refused as not its own (synthetic)."""
+    argv, root, dataset = {"synthetic": _synthetic, "coco9213": _coco9213}[command](tmp_path)
+    r = run_interrupted_at_rename(4, *argv)
+    assert (r.returncode, r.stderr.strip().splitlines()[-1]) == (130, "interrupted"), r.stderr
+    assert_fails_cleanly(run("data_prep", "summary", "--dataset", dataset, "--root", root), root,
+                         f"python -m data_prep {command}` stopped", "run it again")
+    r = run(*argv)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    r = run("data_prep", "summary", "--dataset", dataset, "--root", root)
+    assert r.returncode == 0 and ("6 images" if command == "coco9213" else "15 images") in r.stdout, r.stderr
+
+
 # ---------------------------------------------------------------- 7. settings that make no sense
 SETTINGS = [
-    (["apps.train", "--iters", -1], "--iters", ">= 0"),
+    (["apps.train", "--iters", -1], "--iters", "[0, 2147483647]"),
     (["apps.train", "--iters", 0], "--iters 0", "1 or more"),      # a new run: nothing to snapshot
-    (["apps.train", "--base-lr", -0.1], "--base-lr", "> 0"),
+    (["apps.train", "--base-lr", -0.1], "--base-lr", "(0, 3.4e+38]"),
     (["apps.train", "--snapshot-every", 0], "--snapshot-every", ">= 1"),
     (["apps.train", "--workers", 0], "--workers", ">= 1"),
     (["apps.train", "--seed", -1], "--seed", "[0, 4294967295]"),                 # third pass: Caffe's
@@ -956,6 +1297,8 @@ SETTINGS = [
     (["apps.predict", "--group-size", 0], "--group-size", ">= 1"),
     (["data_prep", "train-groups", "--workers", 0], "--workers", ">= 1"),
     (["data_prep", "train-groups", "--neighbours", 0], "--neighbours", "[1, 999]"),
+    (["apps.train", "--iters", 2 ** 31], "--iters", "[0, 2147483647]"),       # fifth pass: Caffe's int32
+    (["apps.train", "--base-lr", "1e308"], "--base-lr", "(0, 3.4e+38]"),       # and float32
 ]
 
 
@@ -977,6 +1320,14 @@ STANDALONE_SETTINGS = [   # commands that need no dataset to refuse a setting: (
     (["data_prep", "coco9213", "--min-fraction", "nan"], "--min-fraction", "[0, 1]"),
     (["data_prep", "coco9213", "--groups", 0], "--groups", ">= 1"),
     (["data_prep", "descriptors", "--workers", 0], "--workers", ">= 1"),
+    # fifth pass: checked up front, with the range Caffe's fields hold
+    (["apps.ablation", "--seeds", -1], "--seeds", "[0, 4294967295]"),
+    (["apps.ablation", "--seeds", 2 ** 64], "--seeds", "[0, 4294967295]"),
+    (["apps.ablation", "--train-groups", 0], "--train-groups", ">= 1"),
+    (["apps.ablation", "--test-groups", -2], "--test-groups", ">= 1"),
+    (["apps.ablation", "--iters", 2 ** 31], "--iters", "[1, 2147483647]"),
+    (["apps.pipeline", "train", "--iters", "abc"], "--iters", "[1, 2147483647], got 'abc'"),
+    (["apps.pipeline", "train", "--iters", 2 ** 31], "--iters", "[1, 2147483647]"),
 ]
 
 
@@ -989,8 +1340,11 @@ def test_standalone_settings_that_make_no_sense(tmp_path, argv, option, valid):
     (tmp_path / "ann.json").write_text('{"images": [], "annotations": [], "categories": []}')
     rest = {"synthetic": ["--out", out, "--train-groups", 1, "--test-groups", 1, "--workers", 1],
             "coco9213": ["--coco-root", tmp_path / "coco", "--annotations", tmp_path / "ann.json", "--out", out],
-            "descriptors": ["--dataset", "icoseg", "--root", tmp_path, "--out", out]}[argv[1]]
-    r = run(*argv[:2], *rest, *argv[2:])
+            "descriptors": ["--dataset", "icoseg", "--root", tmp_path, "--out", out],
+            "train": ["--data-root", tmp_path, "--vgg16", tmp_path / "vgg16.caffemodel", "--runs", out]}
+    command = argv[:1] if argv[0] == "apps.ablation" else argv[:2]
+    rest = rest.get(argv[1], ["--runs", out])
+    r = run(*command, *rest, *argv[len(command):])
     assert_fails_cleanly(r, option, valid)
     assert not out.exists()
 
@@ -1026,6 +1380,31 @@ def test_make_switches_other_than_1_or_0_are_refused(tmp_path, target, variable,
             "--runs", tmp_path / "runs", f"{flag}=maybe", timeout=60)
     assert_fails_cleanly(r, flag, "'maybe'", "1 or 0", variable)
     assert not (tmp_path / "runs").exists()
+
+
+def run_with_env(argv, **env):
+    return subprocess.run([sys.executable, "-m", *map(str, argv)], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(ENV, **env), timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("value", ["abc", "-5", "nan"])
+def test_a_progress_interval_that_makes_no_sense_is_refused(data, tmp_path, value):
+    argv = [a for a in eval_args(data["root"], data["maps"], tmp_path / "out") if a != "--no-progress"]
+    r = run_with_env(argv, GWD_PROGRESS_SECONDS=value)
+    assert_fails_cleanly(r, "GWD_PROGRESS_SECONDS", ">= 0")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["eval", "train"])
+def test_a_matplotlib_backend_of_the_environment_does_not_stop_the_figures(data, tmp_path, command):
+    """MPLBACKEND=nonsense made matplotlib raise on import, after the evaluation's work (nothing
+    written) or at a training's first loss plot; the project draws into files only."""
+    out = tmp_path / "out"
+    r = run_with_env(commands(data, out)[command], MPLBACKEND="nonsense")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert (out / ("pr_curves.png" if command == "eval" else "loss.png")).is_file()
 
 
 # ---------------------------------------------------------------- the shared helpers, in-process
@@ -1191,12 +1570,13 @@ def _group_alive(pgid):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, "twice"], ids=["Ctrl-C", "SIGTERM", "Ctrl-C twice"])
 def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev, tmp_path, sig):
     """Ctrl-C to the pipeline while a baseline runs with its worker processes: the step (in a
     process group of its own) gets it once and ends its own way, the pipeline ends with one line
     and 130, and nothing of the step's process group survives; a rerun finishes the maps.
-    SIGTERM (kill, timeout) does the same: the step once left running without its parent."""
+    SIGTERM (kill, timeout) does the same: the step once left running without its parent. So
+    does a second Ctrl-C while the step stops: the pipeline printed a second line and left."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "iCoseg").symlink_to(icoseg_dev)
     argv = ["apps.pipeline", "baselines", "--dataset", "icoseg", "--data-root", tmp_path / "data",
@@ -1216,7 +1596,10 @@ def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev,
     assert steps, "".join(err)
     time.sleep(1.0)                      # its workers are busy by now
     step_workers = _children(steps[0])
-    p.send_signal(sig)                   # the pipeline alone, not its process group
+    p.send_signal(signal.SIGINT if sig == "twice" else sig)     # the pipeline alone, not its group
+    if sig == "twice":
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
     err.append(p.stderr.read())
     p.wait(timeout=120)
     err = "".join(err)
@@ -1233,6 +1616,36 @@ def test_ctrl_c_reaches_the_pipeline_step_once_and_leaves_no_process(icoseg_dev,
     r = run(*argv)                       # resumes: the interrupted baseline continues
     assert r.returncode == 0, r.stderr[-2000:]
     assert "CSHS on icoseg" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["cbcs", "cshs", "synthetic"])
+def test_a_second_ctrl_c_while_the_workers_finish_is_not_a_hang(request, tmp_path, command):
+    """Ctrl-C, and Ctrl-C again while the worker processes finish their groups (a user who finds
+    the first slow): the second cut the pool's shutdown short and the command hung at exit for
+    ever, its workers waiting for tasks; now it ends with the one line and 130."""
+    if command == "synthetic":
+        argv = ["data_prep", "synthetic", "--train-groups", 400, "--test-groups", 1]
+    else:
+        argv = [f"baselines.{command}", "--dataset", "icoseg", "--root", request.getfixturevalue("icoseg_dev")]
+    p = subprocess.Popen([sys.executable, "-m", *map(str, argv), "--out", str(tmp_path / "out"), "--workers", "2"],
+                         cwd=ROOT, env=ENV, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while len(_children(p.pid)) < 3 and time.time() < deadline:    # two workers (and a helper)
+            time.sleep(0.1)
+        time.sleep(1.0)                      # busy with their first groups
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        err = p.communicate(timeout=120)[1]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert "Traceback" not in err, err
+    assert (p.returncode, err.strip().splitlines()[-1]) == (130, "interrupted"), err
 
 
 @pytest.mark.slow

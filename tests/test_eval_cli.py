@@ -214,7 +214,7 @@ def test_merge_runs_into_one_table1(data, capsys):
       "--out", "{tmp}/o"], "prediction folder of method 'Ours' not found"),
     (["--dataset", "cosal2015", "--root", "{root}", "--method", "Ours={tmp}/ours",
       "--method", "ours={tmp}/cbcs_s", "--out", "{tmp}/o"], "must be unique"),
-    (["table", "--results", "{tmp}/ours/g1 cats!/a.png", "--out", "{tmp}/o"], "not valid JSON"),
+    (["table", "--results", "{tmp}/ours/g1 cats!/a.png", "--out", "{tmp}/o"], "not a results file"),
 ])
 def test_user_errors_exit_2(data, capsys, argv, message):
     tmp, root = data

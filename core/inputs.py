@@ -1,0 +1,76 @@
+"""Reading the files a user names: what the path is, checked before it is opened.
+
+A FIFO blocks open() until another process writes to it, a device such as /dev/zero reads on
+until the memory is gone, and os.path.isfile calls both "not found": each is one line saying
+what the path is instead. Text is UTF-8; a leading byte-order mark (Windows editors write one)
+is dropped where the project parses the text itself, and named where Caffe reads the file too
+(its parser stops on it)."""
+import os
+import stat
+
+from .errors import UserError
+
+_SPECIAL = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+            (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+            (stat.S_ISSOCK, "a socket"))
+BOM = "\ufeff"
+
+
+def not_a_regular_file(path):
+    """What `path` is in words ("a folder", "a FIFO (named pipe)", ...) when it exists and is
+    not a regular file (links followed); None otherwise, the errors of opening it left to the
+    caller."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return next((words for test, words in _SPECIAL if test(mode)), None)
+
+
+def check_input_file(path, what):
+    """`path` (expanded) when it names a regular file; else a UserError naming it: not found,
+    a folder, a FIFO or device. what: the file's role in words ("train list", "solver")."""
+    path = os.path.expanduser(os.fspath(path))
+    kind = not_a_regular_file(path)
+    if kind:
+        raise UserError(f"{path}: cannot read the {what}: it is {kind}, not a regular file")
+    if not os.path.exists(path):
+        raise UserError(f"{path}: {what} not found")
+    return path
+
+
+def check_input_folder(path, what, note=""):
+    """`path` (expanded) when it names a folder; else a UserError naming it: not found, or what
+    it is instead (a file given for a folder was called 'not found'). note: words to add."""
+    path = os.path.expanduser(os.fspath(path))
+    if os.path.isdir(path):
+        return path
+    if os.path.exists(path):
+        kind = not_a_regular_file(path) or "a file"
+        raise UserError(f"{path}: is {kind}, not a folder; give the {what}{note}")
+    raise UserError(f"{path}: {what} not found{note}")
+
+
+def read_input_bytes(path, what):
+    path = check_input_file(path, what)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+
+
+def read_input_text(path, what, caffe_reads_it=False):
+    """The UTF-8 text of a file, its byte-order mark dropped; with caffe_reads_it, a mark is
+    an error that says so (Caffe would abort on the file)."""
+    data = read_input_bytes(path, what)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a {what} (not UTF-8 text: byte {e.start})") from None
+    if text.startswith(BOM):
+        if caffe_reads_it:
+            raise UserError(f"{path}: starts with a byte-order mark (BOM), which Caffe cannot read; "
+                            "save it as UTF-8 without BOM")
+        text = text[1:]
+    return text
