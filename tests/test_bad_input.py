@@ -1281,6 +1281,21 @@ def test_names_that_are_not_utf8_are_skipped_and_counted(data, tmp_path, command
     assert "names not UTF-8 skipped: 2" in r.stdout + r.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["train-groups", "descriptors", "cbcs", "eval"])
+def test_a_dataset_under_a_folder_whose_name_is_not_utf8(data, tmp_path, command):
+    """A dataset unpacked under a Latin-1 folder name: the descriptor cache's keys (absolute
+    paths, HDF5 strings) and eval's results.json and tables (which name the folder) were a
+    UnicodeEncodeError traceback, the latter once all the work was done."""
+    root = tmp_path / os.fsdecode(b"caf\xe9") / "toy"
+    shutil.copytree(data["root"], root)
+    argv = commands(dict(data, root=root), tmp_path / "out").get(command) or \
+        ["data_prep", "descriptors", "--dataset", "icoseg", "--root", root, "--out", tmp_path / "d.h5", "--workers", 1]
+    r = subprocess.run([sys.executable, "-m", *map(str, argv)], capture_output=True, encoding="utf-8",
+                       errors="backslashreplace", cwd=ROOT, env=ENV, timeout=300)   # the path, as it is
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
 def test_a_worker_that_dies_is_one_error_line(tmp_path, monkeypatch):
     import importlib
     import types
