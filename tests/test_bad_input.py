@@ -1476,6 +1476,19 @@ def test_make_takes_paths_with_spaces_and_quotes(tmp_path):
     assert (runs / "table" / "table.md").is_file()
 
 
+@pytest.mark.parametrize("target,variable,word", [("gpu-check", "GPU", "{}"), ("gpu-bundle", "BUNDLE_DIR", "{}"),
+                                                   ("gpu-bundle", "ICOSEG_DEV", "DATA={}")])
+def test_make_gpu_targets_pass_a_variable_as_one_word(target, variable, word):
+    """GPU, BUNDLE_DIR and ICOSEG_DEV went into the command unquoted (or in double quotes): a
+    space split them, DATA=x y ran `y`, a '"' added options."""
+    value = "it's a \"spaced\" dir"
+    r = subprocess.run(["make", "-n", "--no-print-directory", target, f"{variable}={value}"], capture_output=True,
+                       text=True, cwd=ROOT, env=ENV, timeout=60)
+    assert r.returncode == 0, r.stderr
+    import shlex
+    assert word.format(value) in shlex.split(r.stdout.strip().splitlines()[-1]), r.stdout
+
+
 @pytest.mark.slow
 def test_training_warns_of_a_mask_of_another_size_in_one_line(data, tmp_path):
     import cv2
