@@ -153,7 +153,7 @@ BUNDLE_DIR ?= dist
 
 # GPU=N checks GPU N; GPU=cpu runs the same table in CPU mode.
 gpu-check: setup
-	$(PY) -m apps.gpu_check $(if $(filter cpu,$(GPU)),--cpu,--gpu "$(GPU)") $(if $(wildcard $(ICOSEG_DEV)/images),--data $(ICOSEG_DEV))
+	$(PY) -m apps.gpu_check $(if $(filter cpu,$(GPU)),--cpu,--gpu $(call q,$(GPU))) $(if $(wildcard $(ICOSEG_DEV)/images),--data $(call q,$(ICOSEG_DEV)))
 
 # CAFFE_BUILD=<build folder> bundles another build than the CUDA one (make caffe-cuda).
 gpu-bundle: $(VENV)/.deps-done

@@ -281,28 +281,29 @@ def write_bundle_inputs(out, data, n_groups=BUNDLE_GROUPS):
     C++ `caffe` tool; every path inside is relative to `out` (the script runs there). They are
     staged and replace those of an earlier bundle together: a failed or interrupted run leaves
     `out` as it was."""
-    with staged_dir(out) as stage:
-        return _write_bundle(stage, data, n_groups)
-
-
-def _write_bundle(out, data, n_groups):
-    import h5py
     with tempfile.TemporaryDirectory() as tmp:
-        list_path, root, desc = real_groups(data, tmp)
-        for d in ("nets", "solvers", "data"):
-            os.makedirs(os.path.join(out, d), exist_ok=True)
-        for name, (h, w) in (("full", (128, 256)), ("tiny", (64, 128))):
-            from python_layers.group_data_layer import GroupLoader, parse_params
-            loader = GroupLoader(parse_params(json.dumps(data_params(list_path, root, height=h, width=w,
-                                                                     shuffle=False, prefetch=1))))
-            n = min(n_groups, len(loader.groups))
-            pairs = [loader.next() for _ in range(n)]
-            loader.close()
-            with h5py.File(os.path.join(out, "data", f"{name}.h5"), "w") as f:
-                for key, i in (("data", 0), ("label", 1)):
-                    f.create_dataset(key, data=np.concatenate([p[i] for p in pairs]),
-                                     compression="gzip", compression_opts=9, shuffle=True)
-            write_text(os.path.join(out, "data", f"{name}.txt"), f"data/{name}.h5\n")
+        groups = real_groups(data, tmp)         # first: data refused leaves `out` untouched
+        with staged_dir(out) as stage:
+            return _write_bundle(stage, groups, n_groups)
+
+
+def _write_bundle(out, groups, n_groups):
+    import h5py
+    list_path, root, desc = groups
+    for d in ("nets", "solvers", "data"):
+        os.makedirs(os.path.join(out, d), exist_ok=True)
+    for name, (h, w) in (("full", (128, 256)), ("tiny", (64, 128))):
+        from python_layers.group_data_layer import GroupLoader, parse_params
+        loader = GroupLoader(parse_params(json.dumps(data_params(list_path, root, height=h, width=w,
+                                                                 shuffle=False, prefetch=1))))
+        n = min(n_groups, len(loader.groups))
+        pairs = [loader.next() for _ in range(n)]
+        loader.close()
+        with h5py.File(os.path.join(out, "data", f"{name}.h5"), "w") as f:
+            for key, i in (("data", 0), ("label", 1)):
+                f.create_dataset(key, data=np.concatenate([p[i] for p in pairs]),
+                                 compression="gzip", compression_opts=9, shuffle=True)
+        write_text(os.path.join(out, "data", f"{name}.txt"), f"data/{name}.h5\n")
     nets = {"group": bundle_net("group", "data/full.txt"), "single": bundle_net("single", "data/full.txt"),
             "single_tiny": bundle_net("single", "data/tiny.txt", msra=False, tiny=True)}
     for name, param in nets.items():

@@ -85,8 +85,15 @@ def atomic_write_bytes(path, data):
             f.write(data)
 
 
+def utf8_text(text):
+    """`text` that UTF-8 can hold: what cannot (a path or name that is not UTF-8, which Python
+    holds as surrogates: a Latin-1 folder name) is written as its escape, as Python prints it,
+    instead of a UnicodeEncodeError once the work is done."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def atomic_write_text(path, text):
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, utf8_text(text).encode("utf-8"))
 
 
 @contextlib.contextmanager
@@ -147,7 +154,7 @@ def write_together(out_dir, files, owned=()):
     staged_dir). files: {name: str | bytes}, every content computed before the call."""
     with staged_dir(out_dir, owned) as new:
         for name, content in files.items():
-            data = content.encode("utf-8") if isinstance(content, str) else content
+            data = utf8_text(content).encode("utf-8") if isinstance(content, str) else content
             try:
                 with open(os.path.join(new, name), "wb") as f:
                     f.write(data)

@@ -52,7 +52,7 @@ import scipy.fft
 from core.args import positive_int
 from core.errors import UserError
 from core.imageio import read_image
-from core.outputs import atomic_path, prepare_out_file
+from core.outputs import atomic_path, prepare_out_file, utf8_text
 from core.progress import progress as progress_bar
 from core.workers import available_cpus
 
@@ -225,13 +225,14 @@ def describe_file(path):
 
 # ---------------------------------------------------------------- cache
 def file_key(path):
-    """Cache key of an image file: absolute path, modification time (ns) and size."""
+    """Cache key of an image file: absolute path (as UTF-8 text, which HDF5 strings are: a
+    dataset may lie under a Latin-1 folder name), modification time (ns) and size."""
     p = os.path.abspath(os.fspath(path))
     try:
         st = os.stat(p)
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    return f"{p}|{st.st_mtime_ns}|{st.st_size}"
+    return f"{utf8_text(p)}|{st.st_mtime_ns}|{st.st_size}"
 
 
 def load_cache(cache_path):

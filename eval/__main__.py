@@ -17,7 +17,7 @@ import sys
 
 from core.args import non_negative_int, positive_int
 from core.errors import UserError, cli
-from core.outputs import prepare_out_dir, write_together
+from core.outputs import prepare_out_dir, utf8_text, write_together
 
 from . import report
 from .results import dumps, load_results, make_results, merge_results
@@ -25,7 +25,7 @@ from .results import dumps, load_results, make_results, merge_results
 
 def _parse_method(spec):
     name, sep, folder = spec.partition("=")
-    name = name.strip()
+    name = utf8_text(name.strip())      # it goes into files and figures as text
     if not sep or not name or not folder:
         raise UserError(f"--method '{spec}': expected NAME=DIR (e.g. Ours=runs/icoseg/ours)")
     return name, os.path.expanduser(folder)

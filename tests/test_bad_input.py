@@ -1527,6 +1527,21 @@ def test_names_that_are_not_utf8_are_skipped_and_counted(data, tmp_path, command
     assert "names not UTF-8 skipped: 2" in r.stdout + r.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["train-groups", "descriptors", "cbcs", "eval"])
+def test_a_dataset_under_a_folder_whose_name_is_not_utf8(data, tmp_path, command):
+    """A dataset unpacked under a Latin-1 folder name: the descriptor cache's keys (absolute
+    paths, HDF5 strings) and eval's results.json and tables (which name the folder) were a
+    UnicodeEncodeError traceback, the latter once all the work was done."""
+    root = tmp_path / os.fsdecode(b"caf\xe9") / "toy"
+    shutil.copytree(data["root"], root)
+    argv = commands(dict(data, root=root), tmp_path / "out").get(command) or \
+        ["data_prep", "descriptors", "--dataset", "icoseg", "--root", root, "--out", tmp_path / "d.h5", "--workers", 1]
+    r = subprocess.run([sys.executable, "-m", *map(str, argv)], capture_output=True, encoding="utf-8",
+                       errors="backslashreplace", cwd=ROOT, env=ENV, timeout=300)   # the path, as it is
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
 def test_a_worker_that_dies_is_one_error_line(tmp_path, monkeypatch):
     import importlib
     import types
@@ -1705,6 +1720,19 @@ def test_make_takes_paths_with_spaces_and_quotes(tmp_path):
                        cwd=ROOT, env=ENV, timeout=300)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert (runs / "table" / "table.md").is_file()
+
+
+@pytest.mark.parametrize("target,variable,word", [("gpu-check", "GPU", "{}"), ("gpu-bundle", "BUNDLE_DIR", "{}"),
+                                                   ("gpu-bundle", "ICOSEG_DEV", "DATA={}")])
+def test_make_gpu_targets_pass_a_variable_as_one_word(target, variable, word):
+    """GPU, BUNDLE_DIR and ICOSEG_DEV went into the command unquoted (or in double quotes): a
+    space split them, DATA=x y ran `y`, a '"' added options."""
+    value = "it's a \"spaced\" dir"
+    r = subprocess.run(["make", "-n", "--no-print-directory", target, f"{variable}={value}"], capture_output=True,
+                       text=True, cwd=ROOT, env=ENV, timeout=60)
+    assert r.returncode == 0, r.stderr
+    import shlex
+    assert word.format(value) in shlex.split(r.stdout.strip().splitlines()[-1]), r.stdout
 
 
 @pytest.mark.slow
