@@ -155,10 +155,11 @@ BUNDLE_DIR ?= dist
 gpu-check: setup
 	$(PY) -m apps.gpu_check $(if $(filter cpu,$(GPU)),--cpu,--gpu $(call q,$(GPU))) $(if $(wildcard $(ICOSEG_DEV)/images),--data $(call q,$(ICOSEG_DEV)))
 
-# CAFFE_BUILD=<build folder> bundles another build than the CUDA one (make caffe-cuda).
+# CAFFE_BUILD=<build folder> bundles another build than the CUDA one (make caffe-cuda). An
+# ICOSEG_DEV given to make is passed as DATA (checked there); else gpu_bundle.sh takes the dev set
+# where it is, toy groups elsewhere.
 gpu-bundle: $(VENV)/.deps-done
-	PYTHON=$(PY) $(if $(wildcard $(ICOSEG_DEV)/images),DATA=$(call q,$(ICOSEG_DEV))) \
-	  scripts/gpu_bundle.sh $(call q,$(BUNDLE_DIR))
+	PYTHON=$(PY) $(if $(filter-out file,$(origin ICOSEG_DEV)),DATA=$(call q,$(ICOSEG_DEV))) scripts/gpu_bundle.sh $(call q,$(BUNDLE_DIR))
 
 # Caffe with CUDA (nvcc on PATH; cuBLAS/cuRAND/NCCL from NVIDIA's wheels when the toolkit lacks
 # them). Prints the pycaffe folder: use it with make setup CAFFE_PYTHON=<folder>.
