@@ -68,9 +68,20 @@ RUN --mount=type=secret,id=pip-ca \
  && find /opt/caffe -name '*.o' -delete
 
 # ---------------------------------------------------------------- runtime
-FROM system AS run-cuda
+# The same Debian 12 with only what runs Caffe and the project (scripts/apt-runtime-packages.txt):
+# no compiler, no -dev packages, no CUDA toolkit; the CUDA libraries come from /opt/cuda-libs.
+FROM debian:12.15-slim AS runtime
+ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+COPY scripts/apt-runtime-packages.txt /opt/apt-runtime-packages.txt
+# hadolint ignore=DL3008
+RUN apt-get update -q \
+ && grep -v '^#' /opt/apt-runtime-packages.txt | xargs apt-get install -y -q --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/* /opt/apt-runtime-packages.txt
+
+FROM runtime AS run-cuda
 ENV GPU=0
-FROM system AS run-cpu
+FROM runtime AS run-cpu
 ENV GPU=""
 
 # (run-cuda or run-cpu, above)
@@ -93,8 +104,9 @@ COPY --from=caffe /opt/caffe /opt/caffe
 COPY --from=caffe /opt/cuda-libs /opt/cuda-libs
 COPY . .
 # Link pycaffe into the venv and install the project editable (APT=0 and CAFFE_PYTHON above: no
-# apt, no second Caffe build); the last check fails the build if any setup stamp were older than
-# its inputs, since `make reproduce` must not rebuild at run time.
+# apt, no second Caffe build, nothing compiled: every locked package is a wheel); the last check
+# fails the build if any setup stamp were older than its inputs, since `make reproduce` must not
+# rebuild at run time.
 RUN --mount=type=secret,id=pip-ca \
     { [ ! -s /run/secrets/pip-ca ] || export PIP_CERT=/run/secrets/pip-ca; } \
  && make setup \

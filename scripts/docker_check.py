@@ -1,7 +1,8 @@
 """`make docker-check`: build the CPU and the CUDA image and use them as a user would.
 
 In each image, as its non-root user, with /data and /weights read-only and /out writable:
-  1. pycaffe imports (the CUDA image: the CUDA build);
+  1. pycaffe imports (the CUDA image: the CUDA build), and the image carries no compiler, no -dev
+     package and no CUDA toolkit (the runtime stage);
   2. the group model run in CPU mode gives the host's outputs (1e-5), and asking for GPU 0 on a
      machine without one gives the one-line error, exit status 2;
   3. `make reproduce` with a missing dataset / weights file: the one-line errors, exit status 2;
@@ -132,6 +133,21 @@ def check_group_model(tag, work):
         print(f"   {k} {host[k].shape}: max |host - image| = {diff:.2e}")
         if not np.allclose(host[k], image[k], rtol=1e-5, atol=1e-5):
             raise CheckFailed(f"{tag}: output {k} differs from the host's CPU build by {diff}")
+
+
+# Build tools that must not be in the runtime stage (scripts/apt-runtime-packages.txt).
+BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "ld", "cmake", "nvcc", "ptxas", "protoc")
+
+
+def check_no_compiler(tag):
+    probe = ("for t in " + " ".join(BUILD_TOOLS) + "; do command -v $t; done; "
+             "find / -xdev \\( -name nvcc -o -name ptxas -o -name cicc \\) -print 2>/dev/null; "
+             "dpkg-query -W -f '${Package}\\n' | grep -E -- '-dev$|^build-essential$|^(gcc|g\\+\\+|cpp)(-[0-9]+)?$'; true")
+    r = in_image(tag, ["bash", "-c", probe], capture=True)
+    found = r.stdout.split()
+    print(f"   build tools found: {found or 'none'}")
+    if r.returncode != 0 or found:
+        raise CheckFailed(f"{tag}: the runtime image carries build tools: {' '.join(found)}")
 
 
 def check_no_gpu_error(tag):
@@ -352,6 +368,8 @@ def main(argv=None):
                 want = "CUDA build" if variant == "cuda" else "CPU-only build"
                 if r.returncode != 0 or want not in r.stdout:
                     raise CheckFailed(f"{tag}: pycaffe did not import as a {want} ({r.stderr.strip()})")
+            with step(f"{tag}: the runtime stage carries no compiler"):
+                check_no_compiler(tag)
             with step(f"{tag}: the group model in CPU mode, as on the host"):
                 check_group_model(tag, work)
             with step(f"{tag}: GPU 0 on a machine without one"):

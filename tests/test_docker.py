@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from core.layout import PROJECT_ROOT as ROOT
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -74,7 +76,7 @@ def test_dockerfile_uses_the_shared_caffe_recipe():
         assert not re.search(rf"(^|[\s;&|(]){tool}\s", runs), f"the Dockerfile runs {tool} itself"
     # the apt packages are the list `make apt` installs
     system_runs = " ; ".join(a for k, a in st["system"] if k == "RUN")
-    assert "apt-packages.txt" in system_runs
+    assert "/opt/apt-packages.txt" in system_runs
     assert "scripts/apt-packages.txt" in (ROOT / "Makefile").read_text()
     for args in (a.split() for s in st.values() for k, a in s if k == "COPY"):
         if any(a.startswith("--from=") for a in args):
@@ -103,7 +105,7 @@ def test_dockerfile_images_and_runtime_settings():
     froms = [a.split()[0] for k, a in ins if k == "FROM"]
     # one system: Debian 12 at a pinned point release, no other base image
     assert re.fullmatch(r"debian:12\.\d+-slim", froms[0]), froms
-    assert all(f in (froms[0], "system") or f.startswith("run-") for f in froms), froms
+    assert all(f in (froms[0], "system", "runtime") or f.startswith("run-") for f in froms), froms
     env = " ".join(a for k, a in ins if k == "ENV")
     for setting in ("DATA_ROOT=/data", "RUNS=/out", "VGG16=/weights/VGG_ILSVRC_16_layers.caffemodel"):
         assert setting in env
@@ -116,6 +118,61 @@ def test_dockerfile_images_and_runtime_settings():
     assert users and users[-1] not in ("root", "0")
     assert [a for k, a in ins if k == "CMD"] == ['["make", "reproduce"]']
     assert [a for k, a in ins if k == "ARG"][0] == "VARIANT=cuda"
+
+
+def test_runtime_stage_has_no_compiler():
+    """The image's last stage starts from the bare base with scripts/apt-runtime-packages.txt: no
+    build stage below it, no compiler, no -dev package (make docker-check looks inside too)."""
+    st = stages(DOCKERFILE.read_text())
+    assert st["runtime"][0][1].split()[0] == st["system"][0][1].split()[0]   # the same Debian 12
+    runs = " ; ".join(a for k, a in st["runtime"] if k == "RUN")
+    assert "/opt/apt-runtime-packages.txt" in runs and "apt-packages.txt " not in runs
+    for name in ("run-cuda", "run-cpu"):
+        assert st[name][0][1].split()[0] == "runtime"
+    packages = apt_list("apt-runtime-packages.txt")
+    for p in packages:
+        assert not re.search(r"-dev$|^(gcc|g\+\+|cmake|build-essential|cpp|nvidia-)", p), p
+
+
+def apt_list(name):
+    return [line.strip() for line in (ROOT / "scripts" / name).read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+# What debian:12-slim has already: the C and C++ runtimes every library here links.
+SLIM_HAS = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g"}
+
+
+def test_runtime_packages_cover_the_libraries_caffe_links():
+    """Every shared library that pycaffe and libcaffe name (ELF NEEDED) comes, on this Debian host,
+    from a package of scripts/apt-runtime-packages.txt or of the bare base image; libraries of the
+    Caffe build itself and NVIDIA's wheels (copied to /opt/cuda-libs) aside."""
+    if not (shutil.which("dpkg") and shutil.which("readelf")):
+        pytest.skip("needs a Debian host with dpkg and readelf (binutils)")
+    import caffe
+    pyso = pathlib.Path(caffe.__file__).resolve().parent / "_caffe.so"
+    ldd = subprocess.run(["ldd", str(pyso)], capture_output=True, text=True, check=True).stdout
+    paths = dict(re.findall(r"^\s*(\S+) => (/\S+)", ldd, re.M))
+    elves = [pyso] + [pathlib.Path(paths[n]) for n in paths if n.startswith("libcaffe.so")]
+    needed = set()
+    for elf in elves:
+        out = subprocess.run(["readelf", "-d", str(elf)], capture_output=True, text=True, check=True).stdout
+        needed |= set(re.findall(r"\(NEEDED\)\s+Shared library: \[(\S+)\]", out))
+    owners = {}
+    for name in sorted(needed):
+        if name.startswith("libcaffe.so") or name not in paths:
+            continue
+        path = os.path.realpath(paths[name])
+        r = subprocess.run(["dpkg", "-S", path], capture_output=True, text=True)
+        if r.returncode != 0 and path.startswith("/usr/"):   # merged /usr: dpkg knows /lib
+            r = subprocess.run(["dpkg", "-S", path[len("/usr"):]], capture_output=True, text=True)
+        if r.returncode == 0:
+            owners[name] = r.stdout.split(":")[0]
+        else:
+            assert "nvidia" in path or "cuda" in path, f"{name} ({path}): no Debian package owns it"
+    assert {"libglog.so.1", "libprotobuf.so.32"} <= set(owners), owners
+    missing = {n: p for n, p in owners.items() if p not in set(apt_list("apt-runtime-packages.txt")) | SLIM_HAS}
+    assert not missing, f"add to scripts/apt-runtime-packages.txt: {missing}"
 
 
 def test_every_step_that_runs_pip_can_trust_a_given_ca_bundle():
