@@ -322,10 +322,9 @@ def check_trixie(work, target="test"):
     clean_copy(src)
     cache.mkdir(parents=True, exist_ok=True)
     mounts = ["-v", f"{src}:/gwd:rw", "-v", f"{cache}:/root/.cache:rw"]
-    cert = os.environ.get("PIP_CERT") or sh([sys.executable, "-m", "pip", "config", "get", "global.cert"],
-                                            check=False, capture_output=True).stdout.strip()
+    cert = sh([IMAGE_SH, "pip-cert"], capture_output=True).stdout.strip()
     env = ["DEBIAN_FRONTEND=noninteractive"]
-    if cert and os.path.isfile(cert):
+    if cert:
         mounts += ["-v", f"{cert}:/etc/gwd-host-ca.pem:ro"]
         env += ["PIP_CERT=/etc/gwd-host-ca.pem"]
     script = ("set -e; apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends make >/dev/null;"

@@ -9,6 +9,7 @@
 #                                                  (CUDA_ARCH_BIN / CUDA_ARCH_PTX, when set, are
 #                                                  passed as the build arguments of those names)
 #   scripts/docker_image.sh run TAG [--user U] [-v HOST:CTR[:ro]]... -- COMMAND...
+#   scripts/docker_image.sh pip-cert               print the CA bundle the host's pip trusts, if any
 #
 # buildah builds keep their layers (--layers), so an unchanged step is reused on the next build;
 # docker builds use BuildKit (DOCKER_BUILDKIT=1), which the Dockerfile's secret mounts need.
@@ -67,13 +68,19 @@ ensure_base() {  # image
   log "made $image"
 }
 
+# The CA bundle the host's pip trusts, if it has one of its own (PIP_CERT wins over pip's config,
+# as in pip); nothing otherwise.
+pip_cert() {
+  local cert=${PIP_CERT:-}
+  [ -n "$cert" ] || cert=$(python3 -m pip config get global.cert 2>/dev/null || true)
+  [ -z "$cert" ] || [ ! -f "$cert" ] || echo "$cert"
+}
+
 # The build secret pip-ca (both engines), when the host's pip has a CA bundle of its own.
 pip_secret() {
   local cert
-  cert=$(python3 -m pip config get global.cert 2>/dev/null || true)
-  cert=${cert:-${PIP_CERT:-}}
-  [ -n "$cert" ] && [ -f "$cert" ] || return 0
-  echo "--secret id=pip-ca,src=$cert"
+  cert=$(pip_cert)
+  [ -z "$cert" ] || echo "--secret id=pip-ca,src=$cert"
 }
 
 build() {  # variant tag [options]
@@ -131,5 +138,6 @@ case "$cmd" in
   base) ensure_base "${1:-$(base_image)}" ;;
   build) [ $# -ge 2 ] || { log "usage: build VARIANT TAG [options]"; exit 2; }; build "$@" ;;
   run) [ $# -ge 1 ] || { log "usage: run TAG [options] -- COMMAND"; exit 2; }; run "$@" ;;
-  *) sed -n 2,15p "$0"; exit 2 ;;
+  pip-cert) pip_cert ;;
+  *) sed -n 2,16p "$0"; exit 2 ;;
 esac

@@ -262,3 +262,18 @@ def test_a_build_copied_from_another_cache_loads_its_own_libraries(tmp_path):
     # Run again: the copy is now this cache's own build.
     again = subprocess.run(["bash", script, "--python", py], capture_output=True, text=True, env=env)
     assert again.returncode == 0 and "cached build" in again.stderr
+
+
+def test_pip_cert_is_the_bundle_pip_itself_would_use(tmp_path):
+    """scripts/docker_image.sh pip-cert (the build secret pip-ca, and the Debian 13 check's mount):
+    PIP_CERT before pip's configuration, as pip reads them; a bundle that is not a file, none."""
+    script = str(ROOT / "scripts" / "docker_image.sh")
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+
+    def pip_cert(cert):
+        env = dict(os.environ, PIP_CERT=str(cert))
+        return subprocess.run(["bash", script, "pip-cert"], capture_output=True, text=True, env=env, check=True).stdout
+    assert pip_cert(bundle) == f"{bundle}\n"
+    assert pip_cert(tmp_path / "missing.pem") == ""
+    assert pip_cert(tmp_path) == ""
