@@ -484,6 +484,24 @@ def test_an_msrc_reconversion_holds_exactly_its_own_groups(tmp_path):
     assert sorted(os.listdir(release / "cosal" / "ground_truth")) == ["01_cow"]
 
 
+@pytest.mark.parametrize("at", [8, 14], ids=["during the swap", "at the marker"])
+def test_an_interrupted_msrc_conversion_is_refused_until_it_is_run_again(tmp_path, at):
+    """Ctrl-C held back through the swap lands right after it, before the marker is rewritten:
+    the folder read as `msrc` was taken for a whole conversion. (Renames: 6 staged files, the
+    readers' mark, 6 swapped in, the marker.)"""
+    release = tmp_path / "release"
+    _msrc_release(release)
+    r = run_interrupted_at_rename(at, "data_prep", "msrc-convert", "--root", release)
+    assert (r.returncode, r.stderr.strip().splitlines()[-1]) == (130, "interrupted"), r.stderr
+    for dataset, root in (("msrc", release / "cosal"), ("msrc-raw", release)):
+        assert_fails_cleanly(run("data_prep", "summary", "--dataset", dataset, "--root", root), release / "cosal",
+                             "msrc-convert` stopped", "run it again")
+    assert run("data_prep", "msrc-convert", "--root", release).returncode == 0
+    for dataset, root in (("msrc", release / "cosal"), ("msrc-raw", release)):
+        r = run("data_prep", "summary", "--dataset", dataset, "--root", root)
+        assert r.returncode == 0 and "3 images" in r.stdout, r.stderr
+
+
 # ---------------------------------------------------------------- 2. files Caffe would abort on
 def edited(tmp_path, src, old, new, count=1):
     text = pathlib.Path(src).read_text()
