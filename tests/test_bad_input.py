@@ -1463,6 +1463,30 @@ def test_atomic_files_get_the_umask_permissions(tmp_path):
         assert p.stat().st_mode & 0o777 == 0o644, name
 
 
+@pytest.mark.parametrize("link", ["to a file", "relative, to a file in another folder", "dangling", "a chain"])
+def test_an_atomic_write_to_a_symlink_replaces_its_target(tmp_path, link):
+    """The rename put a regular file in place of the link, and the file it pointed to kept the
+    old content. The temporary file lies beside the target: the rename stays in one file system."""
+    from core.outputs import atomic_path, atomic_write_bytes
+    (tmp_path / "elsewhere").mkdir()
+    target = tmp_path / "elsewhere" / "target.txt"
+    if link != "dangling":
+        target.write_bytes(b"old")
+    path = tmp_path / "link.txt"
+    if link == "a chain":
+        (tmp_path / "middle.txt").symlink_to(target)
+        path.symlink_to(tmp_path / "middle.txt")
+    else:
+        path.symlink_to(os.path.relpath(target, tmp_path) if link.startswith("relative") else target)
+    atomic_write_bytes(path, b"new")
+    assert path.is_symlink() and target.read_bytes() == b"new"
+    with atomic_path(path) as t:
+        assert os.path.dirname(t) == str(target.parent)
+        pathlib.Path(t).write_bytes(b"newer")
+    assert path.is_symlink() and target.read_bytes() == b"newer"
+    assert sorted(os.listdir(target.parent)) == ["target.txt"]
+
+
 def test_prepare_out_dir(tmp_path):
     from core.outputs import prepare_out_dir
     (tmp_path / "f").write_text("x")
