@@ -39,6 +39,7 @@ import numpy as np
 from core.errors import UserError
 from core.grouplist import read_group_list
 from core.imageio import read_image, read_mask
+from core.inputs import check_input_file, check_input_folder
 from core.preprocess import VGG_MEAN_BGR, image_to_blob, mask_to_blob
 
 DEFAULTS = {"data_root": None, "group_size": 5, "height": 128, "width": 256, "mean": list(VGG_MEAN_BGR),
@@ -91,8 +92,7 @@ class GroupLoader:
     def __init__(self, params):
         self.p = params
         root = params["data_root"]
-        if not os.path.isdir(root):
-            raise UserError(f"{root}: data_root folder not found")
+        check_input_folder(root, "data_root folder")
         groups = read_group_list(params["group_list"])
         k = params["group_size"]
         self.groups = []
@@ -105,9 +105,10 @@ class GroupLoader:
             imgs = [_in_root(root, x, where) for x in g["images"]]
             masks = [_in_root(root, x, where) for x in g["masks"]]
             for f in imgs + masks:
-                if not os.path.isfile(f):
-                    what = "a folder, not a file" if os.path.isdir(f) else "file not found"
-                    raise UserError(f"{where}: {what}: {f}")
+                try:
+                    check_input_file(f, "image or mask")
+                except UserError as e:
+                    raise UserError(f"{where}: {e}") from None
             self.groups.append((imgs, masks))
         self.rng = np.random.RandomState(params["seed"])
         self.order, self.pos = [], 0

@@ -692,7 +692,7 @@ def test_a_file_given_as_a_folder_is_said_to_be_one(data, tmp_path, what):
         (tmp_path / "coco").mkdir()
         r = run("data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", bad,
                 "--out", tmp_path / "out")
-        words = ["is a folder", "COCO JSON file"]
+        words = ["is a folder", "COCO annotation file"]
     assert_fails_cleanly(r, bad, *words)
     assert not (tmp_path / "out").exists()
 
@@ -735,6 +735,32 @@ def test_an_input_file_that_is_a_fifo_or_a_device(data, tmp_path, option, kind):
     r = run(*argv, timeout=60)
     assert_fails_cleanly(r, path, kind, "not a regular file")
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["a saliency map", "--annotations", "an image of a training list"])
+def test_a_fifo_named_as_a_file_is_said_to_be_one(data, tmp_path, what):
+    """Not 'missing' or 'not found' (isfile() is False for a FIFO): the path is there, as a FIFO."""
+    out = tmp_path / "out"
+    if what == "a saliency map":
+        maps = tmp_path / "maps"
+        shutil.copytree(data["maps"], maps)
+        fifo = maps / "g 1" / "2.png"
+        fifo.unlink()
+        argv = eval_args(data["root"], maps, out)
+    elif what == "--annotations":
+        fifo = tmp_path / "instances_train2017.json"
+        (tmp_path / "coco").mkdir()
+        argv = ["data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", fifo, "--out", out]
+    else:
+        root = copy_dataset(data, tmp_path)
+        fifo = root / "img" / "g 0" / "1.jpg"
+        fifo.unlink()
+        argv = ["apps.train", *train_args(data["groups"], root, out), "--iters", 1]
+    os.mkfifo(fifo)
+    r = run(*argv, timeout=120)
+    assert_fails_cleanly(r, fifo, "FIFO", "not a regular file")
+    assert not out.exists()
 
 
 @pytest.mark.slow
