@@ -77,12 +77,14 @@ def parse_params(param_str):
 
 
 def _in_root(root, path, where):
-    """A path of the group list under the data root. An absolute one outside it would be read
-    from wherever it points, or reported merely as not found: refused, saying why."""
-    if os.path.isabs(path) and os.path.commonpath([os.path.abspath(root), os.path.normpath(path)]) != \
-            os.path.abspath(root):
-        raise UserError(f"{where}: path {path} is absolute and outside the data root {root}; a group "
-                        "list's paths are relative to its data root")
+    """A path of the group list under the data root. One that leads outside it, absolute or
+    climbing out with '..', would be read from wherever it points, or reported merely as not
+    found: refused, saying why."""
+    top = os.path.abspath(root)
+    if os.path.commonpath([top, os.path.normpath(os.path.join(top, path))]) != top:
+        how = "is absolute and outside" if os.path.isabs(path) else "leads outside"
+        raise UserError(f"{where}: path {path} {how} the data root {root}; a group list's paths are "
+                        "relative to its data root, and stay under it")
     return os.path.join(root, path)
 
 

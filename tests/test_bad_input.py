@@ -631,15 +631,15 @@ def test_resume_from_a_damaged_latest_json(data, tmp_path, damage):
     assert files_of(run_dir) == before
 
 
-def _groups_twice(path):
+def _groups_twice(path, _data_root=None):
     path.write_text(path.read_text() * 2)
 
 
-def _latin1_byte(path):
+def _latin1_byte(path, _data_root=None):
     path.write_bytes(path.read_bytes() + b"# caf\xe9\n")
 
 
-def _absolute_path_outside(path):
+def _absolute_path_outside(path, _data_root=None):
     """The first image of the list named by an absolute path to an image outside the data root."""
     import cv2
     import numpy as np
@@ -651,10 +651,25 @@ def _absolute_path_outside(path):
     path.write_text("\n".join([json.dumps(group)] + lines[1:]) + "\n")
 
 
-INPUT_FILE_DAMAGE = {   # id: (which input, damage, words of the message)
+def _relative_path_outside(path, data_root):
+    """The first image of the list named by a path that climbs out of the data root ('..') to
+    an image outside it."""
+    import cv2
+    import numpy as np
+    outside = path.parent / "outside.jpg"
+    cv2.imwrite(str(outside), np.zeros((60, 80, 3), np.uint8))
+    lines = path.read_text().splitlines()
+    group = json.loads(lines[0])
+    group["images"][0] = os.path.relpath(outside, data_root)
+    path.write_text("\n".join([json.dumps(group)] + lines[1:]) + "\n")
+
+
+INPUT_FILE_DAMAGE = {   # id: (which input, damage(path, data root), words of the message)
     "group list repeating its groups": ("train-list", _groups_twice, ["repeats line 1"]),
     "group list with an absolute path outside the data root": (
         "train-list", _absolute_path_outside, ["outside.jpg", "absolute and outside the data root"]),
+    "group list with a path climbing out of the data root": (
+        "train-list", _relative_path_outside, ["../", "outside.jpg", "leads outside the data root"]),
     "group list not UTF-8": ("train-list", _latin1_byte, ["not UTF-8"]),
     "solver not UTF-8": ("solver", _latin1_byte, ["not UTF-8"]),
 }
@@ -667,7 +682,7 @@ def test_train_with_a_damaged_input_file(data, tmp_path, damage):
     files = {"train-list": tmp_path / "groups.jsonl", "solver": tmp_path / "solver.prototxt"}
     shutil.copy(data["groups"], files["train-list"])
     shutil.copy(TINY_SINGLE.solver, files["solver"])
-    spoil(files[which])
+    spoil(files[which], data["root"])
     r = run("apps.train", *train_args(files["train-list"], data["root"], tmp_path / "run"), "--solver",
             files["solver"], "--iters", 1)
     assert_fails_cleanly(r, files[which], *words)
