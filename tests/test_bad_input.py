@@ -1208,6 +1208,31 @@ def test_an_image_declaring_too_many_pixels_that_is_named_is_one_error_line(data
     assert_fails_cleanly(r, bad, "more pixels than OpenCV decodes")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["a map to evaluate", "an image of a training list"])
+def test_a_damaged_png_that_is_named_is_one_line_without_libpng_lines(data, tmp_path, where):
+    """libpng printed its own "libpng error: IDAT: CRC error" on stderr before our line."""
+    import cv2
+    import numpy as np
+    png = bytearray(cv2.imencode(".png", np.random.RandomState(0).randint(0, 255, (60, 80, 3), np.uint8))[1])
+    png[100:400] = bytes(300)      # header and end whole: found only when decoded
+    if where == "a map to evaluate":
+        maps = tmp_path / "maps"
+        shutil.copytree(data["maps"], maps)
+        bad = maps / "g 0" / "1.png"
+        bad.write_bytes(bytes(png))
+        argv = eval_args(data["root"], maps, tmp_path / "out")
+    else:
+        root = copy_dataset(data, tmp_path)
+        for group in ("g 0", "g 1"):     # whichever group comes first
+            (root / "img" / group / "1.jpg").write_bytes(bytes(png))
+        bad = root / "img"
+        argv = ["apps.train", *train_args(data["groups"], root, tmp_path / "out"), "--iters", 1]
+    r = run(*argv)
+    assert_fails_cleanly(r, bad, "not a readable image")
+    assert "libpng" not in r.stderr, r.stderr
+
+
 # ---------------------------------------------------------------- 6. interrupts
 def wait_cpu_seconds(p, seconds, timeout=120):
     """Wait until process p has run for `seconds` of CPU time (user + system), or has ended: a
