@@ -1092,6 +1092,19 @@ def test_gpu_bundle_refuses_its_inputs_before_the_work(tmp_path, case):
     assert sorted(os.listdir(tmp_path)) == ["empty", "file"]
 
 
+@pytest.mark.parametrize("script", ["scripts/cuda_build.sh", "scripts/gpu_bundle/gpu_check.sh"])
+def test_a_folder_a_gpu_script_cannot_create_is_one_error_line(tmp_path, script):
+    """mkdir's own message came first, then "error: cannot create X" without the file first;
+    cuda_build.sh went on to pip (here PYTHON=false: 'pip could not install', status 1)."""
+    (tmp_path / "file").write_text("x")
+    folder = tmp_path / "file" / "sub"
+    env = dict(ENV, CUDA_HOME=str(tmp_path), CUDA_LINE="13", PYTHON="false", GWD_CAFFE_CACHE=str(folder))
+    r = subprocess.run(["bash", script, *([str(folder)] if script.endswith("gpu_check.sh") else [])],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    assert_fails_cleanly(r, folder, "cannot create", "Not a directory")
+    assert r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def _stdout_commands(data, tmp_path):
     """Commands that print their summary or table on stdout."""
     results = tmp_path / "results.json"
