@@ -1512,6 +1512,17 @@ def test_make_switches_other_than_1_or_0_are_refused(tmp_path, target, variable,
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("value", ["abc", "-1", "2 4", ""])
+def test_make_test_refuses_test_jobs_that_are_not_a_count(value):
+    """pytest-xdist's usage text (status 4) came instead, after the setup."""
+    r = subprocess.run(["make", "--no-print-directory", "test-fast", f"TEST_JOBS={value}"], capture_output=True,
+                       text=True, cwd=ROOT, env=ENV, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and lines[0] == f"error: TEST_JOBS={value}: expected auto, logical or a number of " \
+        "workers (0: none)", r.stderr
+    assert [x for x in lines if "error:" in x] == lines[:1] and "usage" not in r.stderr and not r.stdout.strip()
+
+
 def run_with_env(argv, **env):
     return subprocess.run([sys.executable, "-m", *map(str, argv)], capture_output=True, text=True, cwd=ROOT,
                           env=dict(ENV, **env), timeout=300)
