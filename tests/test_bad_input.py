@@ -1142,6 +1142,57 @@ def test_a_stdout_whose_reader_went_away_ends_quietly(data, tmp_path, command):
     assert "Traceback" not in err and "Exception ignored" not in err and "error" not in err, err
 
 
+BINARY_STDOUT_SCRIPT = ("import sys\n"
+                        "from core.errors import cli\n"
+                        "cli(lambda: sys.stdout.buffer.write(b'x' * 100000))()\n")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("stdout", ["full", "reader gone"])
+def test_binary_writes_to_stdout_are_handled_as_text_ones(stdout):
+    """sys.stdout.buffer bypassed the naming of stdout: "error: No space left on device" without
+    a file, and "error: Broken pipe", status 2, where a reader that went away ends quietly."""
+    argv = [sys.executable, "-c", BINARY_STDOUT_SCRIPT]
+    if stdout == "full":
+        with open("/dev/full", "w") as full:
+            r = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV, timeout=60)
+        assert_fails_cleanly(r, "<stdout>", "No space left on device")
+        return
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
+    p.stdout.close()
+    err = p.stderr.read()
+    p.wait(timeout=60)
+    assert (p.returncode, err) == (128 + signal.SIGPIPE, "")
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr", "all three"])
+def test_a_command_started_with_a_standard_stream_closed_writes_into_no_file(tmp_path, closed):
+    """`cmd >&-`: the first file the command opened got descriptor 1 (or 2), and what C code
+    printed went into it; with stderr closed, Python printed the error line on stdout."""
+    script = tmp_path / "closed.py"
+    script.write_text("import os, sys\n"
+                      "from core.errors import UserError, cli\n"
+                      "def main():\n"
+                      "    with open(sys.argv[1], 'w') as f:\n"
+                      "        for fd in (1, 2):     # as C code prints (Caffe, libpng): errors ignored\n"
+                      "            try:\n"
+                      "                os.write(fd, b'printed by C code\\n')\n"
+                      "            except OSError:\n"
+                      "                pass\n"
+                      "        f.write('content\\n')\n"
+                      "    raise UserError(sys.argv[1] + ': refused')\n"
+                      "cli(main)()\n")
+    redirect = {"stdout": ">&-", "stderr": "2>&-", "all three": "<&- >&- 2>&-"}[closed]
+    r = subprocess.run(["bash", "-c", f'"$@" {redirect}', "bash", sys.executable, script, tmp_path / "file"],
+                       capture_output=True, text=True, cwd=ROOT, env=dict(ENV, PYTHONPATH=str(ROOT)), timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert (tmp_path / "file").read_text() == "content\n"
+    if closed == "stdout":
+        assert r.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'file'}: refused"
+    if closed == "stderr":
+        assert r.stdout == "printed by C code\n", r.stdout
+
+
 # ---------------------------------------------------------------- 5. broken dataset files
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["cbcs", "train-groups", "eval", "predict", "summary"])
