@@ -25,7 +25,7 @@ RESUME     ?=
 CAFFE_PYTHON ?=
 APT_PACKAGES := $(shell grep -v '^\#' scripts/apt-packages.txt)
 
-.PHONY: help setup apt lock test test-fast bench demo demo-ablation train eval baselines table clean distclean
+.PHONY: help setup apt lock test test-fast test-jobs bench demo demo-ablation train eval baselines table clean distclean
 
 help:
 	@echo "make setup      apt packages, Caffe (cached build), .venv with pycaffe"
@@ -122,13 +122,19 @@ table: setup
 # The suite runs on every core (pytest-xdist), four workers at most: the slow tests' full-size nets
 # take memory. TEST_JOBS=0 runs it in this process alone.
 TEST_JOBS ?= auto
-PYTEST := $(PY) -m pytest -q -n $(TEST_JOBS) --maxprocesses 4
-test: setup
+PYTEST := $(PY) -m pytest -q -n $(call q,$(TEST_JOBS)) --maxprocesses 4
+test: test-jobs setup
 	$(PYTEST)
 
 # The edit loop: everything but the tests marked slow (training, full-size nets, whole commands).
-test-fast: setup
+test-fast: test-jobs setup
 	$(PYTEST) -m "not slow"
+
+# What pytest-xdist takes, checked first: anything else was pytest's usage text after the setup.
+test-jobs:
+	@case $(call q,$(TEST_JOBS)) in auto|logical) ;; ''|*[!0-9]*) \
+	  printf 'error: TEST_JOBS=%s: expected auto, logical or a number of workers (0: none)\n' $(call q,$(TEST_JOBS)) >&2; \
+	  exit 2 ;; esac
 
 bench: setup
 	@for b in bench/bench_*.py; do echo; echo "== $$b"; $(PY) $$b || exit $$?; done

@@ -97,6 +97,31 @@ def _unraisable(unraisable, previous=sys.unraisablehook):
     previous(unraisable)
 
 
+def _closed_standard_fds_opened():
+    """A command started with stdin, stdout or stderr closed (`cmd >&-`) would give that
+    descriptor to the first file it opens, and what is printed there (by Caffe, libpng, a child
+    process; Python prints what is meant for a missing stderr on stdout) would go into that file:
+    each closed one gets /dev/null first, and Python's stream for it reads or writes there."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        try:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)   # the lowest free: fd
+        except OSError:
+            continue
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        os.set_inheritable(fd, True)     # as the standard descriptors are, for child processes
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", buffering=1 if fd == 2 else -1, closefd=False,
+                                    errors="backslashreplace"))
+
+
+_closed_standard_fds_opened()
 _quiet_start_up()
 _tolerant_stdout()
 sys.excepthook = _uncaught
@@ -119,14 +144,20 @@ def sigint_ignored():
 
 
 class _NamedStdout:
-    """sys.stdout while a command runs: a write that fails (a full disk, a reader gone away)
-    raises an OSError naming stdout, where Python's names no file."""
+    """sys.stdout while a command runs: a write that fails (a full disk, a reader gone away),
+    through it or its binary `buffer`, raises an OSError naming stdout, where Python's names no
+    file."""
 
     def __init__(self, stream):
         self.stream = stream
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
+
+    @property
+    def buffer(self):
+        """The binary stream under it (`sys.stdout.buffer.write(b"...")`), named in its errors too."""
+        return _NamedStdout(self.stream.buffer)
 
     def write(self, text):
         try:
@@ -156,7 +187,7 @@ def _stdout_failed(stream, e):
 def _run_and_flush(main, args, kwargs):
     """main(), with stdout named in its errors and flushed before the command ends."""
     stream = sys.stdout
-    if stream is None:          # started with stdout closed: print() writes nothing
+    if stream is None:          # no stdout at all (embedded): print() writes nothing
         return main(*args, **kwargs)
     sys.stdout = named = _NamedStdout(stream)
     try:

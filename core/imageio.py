@@ -3,6 +3,12 @@
 Images come back as uint8 BGR (H, W, 3) whatever is on disk (grayscale, alpha, palette, 16-bit);
 masks as float32 (H, W) in [0, 1] whatever their encoding (1-bit, 0/255, 0/1, palette, JPEG).
 """
+import contextlib
+import os
+import re
+import tempfile
+import threading
+
 import cv2
 import numpy as np
 
@@ -53,12 +59,65 @@ def decode_file(path, flags=cv2.IMREAD_UNCHANGED):
     if not encoded_data_complete(buf[:16].tobytes(), buf[-TAIL:].tobytes()):
         raise UserError(f"{path}: truncated file (its data stops before the end of the image)")
     try:
-        img = cv2.imdecode(buf, flags)
+        with _library_lines_dropped():
+            img = cv2.imdecode(buf, flags)
     except cv2.error as e:
         raise UserError(f"{path}: not a readable image ({_decoder_refusal(e)})") from None
     if img is None:
         raise UserError(f"{path}: not a readable image (corrupt or unsupported format)")
     return img
+
+
+# libpng prints its own lines on fd 2 ("libpng error: IDAT: CRC error", "libpng warning:
+# iCCP: ...") besides returning the failure; the user gets one line, ours.
+_LIBRARY_LINE = re.compile(rb"libpng (error|warning): ")
+_fd2 = {"users": 0, "saved": None, "capture": None}
+_fd2_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _library_lines_dropped():
+    """fd 2 goes to a temporary file during the block; then everything written there but
+    libpng's lines is passed on, so that another thread's message (or Caffe's) that came
+    meanwhile is only delayed, not lost. Decodes in several threads share one redirection, the
+    last one out puts fd 2 back. Without fd 2 or a temporary file, nothing is redirected."""
+    with _fd2_lock:
+        if _fd2["users"] == 0:
+            _redirect_fd2()
+        _fd2["users"] += 1
+    try:
+        yield
+    finally:
+        with _fd2_lock:
+            _fd2["users"] -= 1
+            if _fd2["users"] == 0 and _fd2["saved"] is not None:
+                _restore_fd2()
+
+
+def _redirect_fd2():
+    capture = None
+    try:
+        capture = tempfile.TemporaryFile()
+        saved = os.dup(2)
+    except OSError:
+        if capture is not None:
+            capture.close()
+        return
+    os.dup2(capture.fileno(), 2)
+    _fd2.update(saved=saved, capture=capture)
+
+
+def _restore_fd2():
+    saved, capture = _fd2["saved"], _fd2["capture"]
+    _fd2.update(saved=None, capture=None)
+    os.dup2(saved, 2)
+    os.close(saved)
+    with capture:
+        capture.seek(0)
+        kept = b"".join(x for x in capture.read().splitlines(keepends=True) if not _LIBRARY_LINE.match(x))
+    with contextlib.suppress(OSError):
+        while kept:
+            kept = kept[os.write(2, kept):]
 
 
 def _decoder_refusal(err):

@@ -16,6 +16,15 @@ _SPECIAL = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
 BOM = "\ufeff"
 
 
+class InputNotFound(UserError):
+    """Nothing is at the path of an input (not: something else is there, or the path cannot
+    be looked at); callers that list every missing file at once catch it."""
+
+
+def _kind(mode):
+    return next((words for test, words in _SPECIAL if test(mode)), None)
+
+
 def not_a_regular_file(path):
     """What `path` is in words ("a folder", "a FIFO (named pipe)", ...) when it exists and is
     not a regular file (links followed); None otherwise, the errors of opening it left to the
@@ -24,31 +33,47 @@ def not_a_regular_file(path):
         mode = os.stat(path).st_mode
     except (OSError, ValueError):
         return None
-    return next((words for test, words in _SPECIAL if test(mode)), None)
+    return _kind(mode)
+
+
+def _stat_input(path, what):
+    """os.stat(path) (links followed), or None where nothing is there; a UserError naming the
+    path where it cannot be looked at (a folder on the way that may not be entered: chmod 000),
+    which "not found" would misname."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError, ValueError):   # ValueError: a NUL in the path
+        return None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
 
 
 def check_input_file(path, what):
-    """`path` (expanded) when it names a regular file; else a UserError naming it: not found,
-    a folder, a FIFO or device. what: the file's role in words ("train list", "solver")."""
+    """`path` (expanded) when it names a regular file; else a UserError naming it: not found
+    (InputNotFound), a folder, a FIFO or device, a path that cannot be looked at.
+    what: the file's role in words ("train list", "solver")."""
     path = os.path.expanduser(os.fspath(path))
-    kind = not_a_regular_file(path)
+    st = _stat_input(path, what)
+    if st is None:
+        raise InputNotFound(f"{path}: {what} not found")
+    kind = _kind(st.st_mode)
     if kind:
         raise UserError(f"{path}: cannot read the {what}: it is {kind}, not a regular file")
-    if not os.path.exists(path):
-        raise UserError(f"{path}: {what} not found")
     return path
 
 
 def check_input_folder(path, what, note=""):
-    """`path` (expanded) when it names a folder; else a UserError naming it: not found, or what
-    it is instead (a file given for a folder was called 'not found'). note: words to add."""
+    """`path` (expanded) when it names a folder; else a UserError naming it: not found, what
+    it is instead (a file given for a folder was called 'not found'), or a path that cannot be
+    looked at. note: words to add."""
     path = os.path.expanduser(os.fspath(path))
-    if os.path.isdir(path):
+    st = _stat_input(path, what)
+    if st is None:
+        raise InputNotFound(f"{path}: {what} not found{note}")
+    if stat.S_ISDIR(st.st_mode):
         return path
-    if os.path.exists(path):
-        kind = not_a_regular_file(path) or "a file"
-        raise UserError(f"{path}: is {kind}, not a folder; give the {what}{note}")
-    raise UserError(f"{path}: {what} not found{note}")
+    kind = _kind(st.st_mode) or "a file"
+    raise UserError(f"{path}: is {kind}, not a folder; give the {what}{note}")
 
 
 def read_input_bytes(path, what):

@@ -1,8 +1,9 @@
 """Writing a command's outputs: atomically, all together, into a folder checked beforehand.
 
 Three guarantees every command builds on:
-- one file is replaced atomically (a temporary file in the same folder, renamed over it) and
-  gets the permissions `open()` would give it (the umask), so a crash never leaves half a file;
+- one file is replaced atomically (a temporary file in the same folder, renamed over it; over
+  the target of a symbolic link) and gets the permissions `open()` would give it (the umask),
+  so a crash never leaves half a file;
 - several files that belong together (an evaluation's results.json, tables and figures) are
   staged first and swapped in together: after a failure the folder holds the old set or the
   new one, never a mix;
@@ -49,10 +50,13 @@ def _makedirs(d):
 def atomic_path(path, suffix=""):
     """Yield a temporary path beside `path` to write with any library (h5py, matplotlib);
     on success it gets the usual permissions and replaces `path`, on failure it is removed.
+    A `path` that is a symbolic link is written through: its target is replaced, beside which
+    the temporary file lies (a rename over the link would put a file in its place).
     suffix: the temporary file's extension, for writers that choose a format by it."""
     path = os.fspath(path)
     _refuse_special(path)
-    d = os.path.dirname(path) or "."
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    d = os.path.dirname(target) or "."
     _makedirs(d)
     try:
         fd, tmp = tempfile.mkstemp(dir=d, prefix=STAGING_PREFIX, suffix=suffix)
@@ -62,7 +66,7 @@ def atomic_path(path, suffix=""):
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give what open() would
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except OSError as e:
         raise write_failed(path, e) from None
     finally:

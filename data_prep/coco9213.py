@@ -34,7 +34,7 @@ import numpy as np
 
 from core.errors import UserError
 from core.imageio import write_png
-from core.inputs import check_input_folder
+from core.inputs import check_input_file, check_input_folder
 from core.outputs import atomic_write_bytes, atomic_write_text
 from core.progress import progress as progress_bar
 
@@ -63,11 +63,7 @@ _ANN_KEYS = ("id", "image_id", "category_id", "area", "iscrowd")
 
 def _load_coco(annotations, keep=None):
     """Instances of a COCO instances file; keep(annotation) -> bool: keep its segmentation."""
-    path = pathlib.Path(os.path.expanduser(str(annotations)))
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder; --annotations takes a COCO JSON file (instances_<split>.json)")
-    if not path.is_file():
-        raise UserError(f"{path}: COCO annotation file not found")
+    path = pathlib.Path(check_input_file(annotations, "COCO annotation file"))
 
     def slim(d):   # called for every JSON object as soon as it is parsed, innermost first
         if "image_id" in d and "category_id" in d:

@@ -73,7 +73,7 @@ def load_dataset(name, root):
     if key not in READERS:
         raise UserError(f"unknown dataset '{name}'; known: {', '.join(dataset_names())}")
     root = pathlib.Path(check_input_folder(root, "dataset folder", f" (dataset '{name}')"))
-    _refuse_incomplete(root)
+    refuse_incomplete(root)
     ds = READERS[key](root)
     if len(ds) == 0:
         raise UserError(f"{root}: no usable images found for dataset '{name}' ({ds.summary()})")
@@ -87,12 +87,18 @@ def load_dataset(name, root):
 INCOMPLETE = ".incomplete.json"
 
 
-@contextlib.contextmanager
-def being_written(root, command, parameters=None):
-    """Mark the dataset folder `root` (created if need be) for the duration of the block.
+def mark_incomplete(root, command, parameters=None):
+    """Put the mark on the dataset folder `root` (created if need be); returns its path.
     command: what writes it, as the user would run it again; parameters: what it was run with."""
     mark = pathlib.Path(root) / INCOMPLETE
     atomic_write_text(mark, json.dumps({"command": command, "parameters": parameters}) + "\n")
+    return mark
+
+
+@contextlib.contextmanager
+def being_written(root, command, parameters=None):
+    """Mark the dataset folder `root` for the duration of the block (see mark_incomplete)."""
+    mark = mark_incomplete(root, command, parameters)
     yield
     mark.unlink()
 
@@ -109,7 +115,8 @@ def incomplete_mark(root):
         return {}
 
 
-def _refuse_incomplete(root):
+def refuse_incomplete(root):
+    """UserError when `root` bears the mark of a preparation that stopped midway."""
     mark = incomplete_mark(root)
     if mark is not None:
         command = mark.get("command") or "the data preparation command"

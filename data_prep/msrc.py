@@ -4,6 +4,7 @@
 group's object class (the rule: data_prep.datasets' docstring, "MSRC-v2 raw"); the `msrc-raw`
 reader then reads the converted layout."""
 import collections
+import contextlib
 import json
 import os
 import pathlib
@@ -15,8 +16,8 @@ from core.imageio import read_image, write_png
 from core.outputs import atomic_write_bytes, atomic_write_text, prepare_out_dir, staged_dir
 from core.progress import progress as progress_bar
 
-from .datasets import (NO_IMAGE, NO_MASK, OUTSIDE, UNREADABLE, Dataset, Item, _find_dir, _match_masks,
-                       _scan_files, read_paired)
+from .datasets import (INCOMPLETE, NO_IMAGE, NO_MASK, OUTSIDE, UNREADABLE, Dataset, Item, _find_dir,
+                       _match_masks, _scan_files, mark_incomplete, read_paired, refuse_incomplete)
 
 # The MSRC-v2 ground-truth colour table (RGB); horse and mountain are not among MSRC-v2's 21
 # classes and are treated like void.
@@ -32,7 +33,7 @@ MSRC_CLASSES = {
 IGNORED_CLASSES = frozenset({"void", "horse", "mountain"})
 BACKGROUND_CLASSES = frozenset({"grass", "tree", "sky", "water", "road"})
 MSRC_CONVERTED = "cosal"              # default output folder of convert_msrc_raw, under the root
-MSRC_MARKER = "msrc_conversion.json"  # written last: its presence means a complete conversion
+MSRC_MARKER = "msrc_conversion.json"  # written last: a conversion is complete with it and no INCOMPLETE mark
 
 
 def msrc_labels(gt_bgr):
@@ -64,9 +65,10 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
     images/<group>/<name>.bmp (copied unchanged) and ground_truth/<group>/<name>.png (0/255);
     default <root>/cosal, where the 'msrc-raw' reader looks. progress: show a progress bar.
     Returns (Dataset of the written layout, {group: class}). The files replace an earlier
-    conversion's as a set (its groups that this one lacks go) and the marker file comes last, so
-    an interrupted conversion is never taken for a complete one, and a failed one leaves the
-    earlier one whole."""
+    conversion's as a set (its groups that this one lacks go), so a failed conversion leaves the
+    earlier one whole; from the swap until the marker file is written the folder bears the
+    readers' mark (data_prep.datasets.INCOMPLETE), so one interrupted then is refused by every
+    reader until a rerun finishes, never taken for a complete one."""
     root = pathlib.Path(os.path.expanduser(str(root)))
     out_dir = pathlib.Path(out_dir) if out_dir is not None else root / MSRC_CONVERTED
     img_dir, gt_dir = _find_dir(root, ("images",)), _find_dir(root, ("groundtruth",))
@@ -116,8 +118,9 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
     # Pass 2: write images and masks, staged: they replace an earlier conversion as a set, its
     # groups that this one lacks included (core.outputs.staged_dir).
     written = {}
-    marker = out_dir / MSRC_MARKER
-    earlier_marker = marker.read_bytes() if marker.is_file() else None
+    created = not out_dir.exists()
+    mark = out_dir / INCOMPLETE
+    marked_before = os.path.lexists(mark)       # an earlier conversion that stopped midway
     try:
         with staged_dir(out_dir, owned=_converted_files(out_dir)) as stage:
             for g, stem in progress_bar(work, desc="msrc: writing", unit="img", enabled=progress):
@@ -139,10 +142,15 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
             if not written:     # the marker would call an empty folder a complete conversion
                 found = ", ".join(f"{k}: {v}" for k, v in sorted(issues.items()) if v) or "no images"
                 raise UserError(f"{root}: no image of the release could be converted ({found})")
-            marker.unlink(missing_ok=True)   # a swap that stops midway must not look complete
+            # From the swap until the marker is rewritten the folder is not one whole conversion
+            # (a Ctrl-C held back through the swap lands right after it): readers refuse it.
+            mark_incomplete(out_dir, "python -m data_prep msrc-convert")
     except UserError:
-        if earlier_marker is not None and not marker.exists():   # the swap failed and put the old set back
-            atomic_write_bytes(marker, earlier_marker)
+        if os.path.lexists(mark) and not marked_before:    # the swap failed and put the earlier set back
+            mark.unlink()
+            if created:
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()
         raise
     names = {f"{g:02d}_{c}": c for g, c in classes.items()}
     atomic_write_text(out_dir / MSRC_MARKER, json.dumps({
@@ -150,6 +158,7 @@ def convert_msrc_raw(root, out_dir=None, progress=True):
         "issues": dict(sorted(issues.items())),
         "rule": "object class = most frequent non-background, non-void class of the group"},
         indent=1, ensure_ascii=False) + "\n")
+    mark.unlink()
     ds = read_paired("msrc-raw", out_dir)
     ds.issues.update(issues)
     return ds, names
@@ -179,6 +188,7 @@ def read_msrc_raw(root):
     """The raw MSRC-v2 release through its converted co-saliency layout at <root>/cosal.
     Item paths stay relative to root (cosal/images/...)."""
     conv = root / MSRC_CONVERTED
+    refuse_incomplete(conv)
     if not (conv / MSRC_MARKER).is_file():
         raise UserError(f"{root}: no converted MSRC-v2 layout at {conv}; run "
                         f"`python -m data_prep msrc-convert --root {root}` first")

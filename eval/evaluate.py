@@ -1,7 +1,6 @@
 """Evaluating methods' saliency maps on a dataset: reading, resizing, parallel per-image metrics,
 deterministic averaging. The result of one dataset is a "run" (see eval.results)."""
 import multiprocessing
-import os
 
 import cv2
 import numpy as np
@@ -9,6 +8,7 @@ import numpy as np
 from core.layout import prediction_path
 from core.errors import UserError
 from core.imageio import read_gray, read_mask
+from core.inputs import InputNotFound, check_input_file, check_input_folder
 from core.progress import progress as progress_bar
 from core.workers import ignore_interrupts, interrupts_deferred, worker_count
 
@@ -88,18 +88,19 @@ def _map_ordered(tasks, workers, progress, desc):
 
 def check_predictions(dataset, methods):
     """UserError naming how many predictions are missing (per method) and the first few paths,
-    or a map path that is a folder.
+    or a map path that is something else (a folder, a FIFO) or cannot be looked at.
     Parameters: dataset -- data_prep Dataset; methods -- [(name, folder)]."""
     missing = {}
     for name, folder in methods:
-        if not os.path.isdir(folder):
-            raise UserError(f"{folder}: prediction folder of method '{name}' not found")
-        paths = [prediction_path(folder, it) for it in dataset.items() if it.mask is not None]
-        folders = [p for p in paths if os.path.isdir(p)]
-        if folders:
-            raise UserError(f"{folders[0]}: is a folder, not a saliency map of method '{name}' (a PNG); "
-                            "move it away")
-        missing[name] = [str(p) for p in paths if not os.path.isfile(p)]
+        check_input_folder(folder, f"prediction folder of method '{name}'")
+        missing[name] = []
+        for it in dataset.items():
+            if it.mask is not None:
+                path = prediction_path(folder, it)
+                try:
+                    check_input_file(path, f"saliency map of method '{name}' (a PNG)")
+                except InputNotFound:
+                    missing[name].append(str(path))
     total = sum(len(v) for v in missing.values())
     if total:
         counts = ", ".join(f"{n}: {len(v)}" for n, v in missing.items() if v)

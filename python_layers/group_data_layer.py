@@ -39,6 +39,7 @@ import numpy as np
 from core.errors import UserError
 from core.grouplist import read_group_list
 from core.imageio import read_image, read_mask
+from core.inputs import check_input_file, check_input_folder
 from core.preprocess import VGG_MEAN_BGR, image_to_blob, mask_to_blob
 
 DEFAULTS = {"data_root": None, "group_size": 5, "height": 128, "width": 256, "mean": list(VGG_MEAN_BGR),
@@ -76,12 +77,14 @@ def parse_params(param_str):
 
 
 def _in_root(root, path, where):
-    """A path of the group list under the data root. An absolute one outside it would be read
-    from wherever it points, or reported merely as not found: refused, saying why."""
-    if os.path.isabs(path) and os.path.commonpath([os.path.abspath(root), os.path.normpath(path)]) != \
-            os.path.abspath(root):
-        raise UserError(f"{where}: path {path} is absolute and outside the data root {root}; a group "
-                        "list's paths are relative to its data root")
+    """A path of the group list under the data root. One that leads outside it, absolute or
+    climbing out with '..', would be read from wherever it points, or reported merely as not
+    found: refused, saying why."""
+    top = os.path.abspath(root)
+    if os.path.commonpath([top, os.path.normpath(os.path.join(top, path))]) != top:
+        how = "is absolute and outside" if os.path.isabs(path) else "leads outside"
+        raise UserError(f"{where}: path {path} {how} the data root {root}; a group list's paths are "
+                        "relative to its data root, and stay under it")
     return os.path.join(root, path)
 
 
@@ -91,8 +94,7 @@ class GroupLoader:
     def __init__(self, params):
         self.p = params
         root = params["data_root"]
-        if not os.path.isdir(root):
-            raise UserError(f"{root}: data_root folder not found")
+        check_input_folder(root, "data_root folder")
         groups = read_group_list(params["group_list"])
         k = params["group_size"]
         self.groups = []
@@ -105,9 +107,10 @@ class GroupLoader:
             imgs = [_in_root(root, x, where) for x in g["images"]]
             masks = [_in_root(root, x, where) for x in g["masks"]]
             for f in imgs + masks:
-                if not os.path.isfile(f):
-                    what = "a folder, not a file" if os.path.isdir(f) else "file not found"
-                    raise UserError(f"{where}: {what}: {f}")
+                try:
+                    check_input_file(f, "image or mask")
+                except UserError as e:
+                    raise UserError(f"{where}: {e}") from None
             self.groups.append((imgs, masks))
         self.rng = np.random.RandomState(params["seed"])
         self.order, self.pos = [], 0

@@ -23,6 +23,13 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${GWD_CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gwd-caffe}
 python=${PYTHON:-python3}
 log() { echo "[cuda_build] $*" >&2; }
+fail() { echo "error: $*" >&2; exit 2; }
+make_dir() {   # FOLDER WHAT: one line `error: FOLDER: ...` where it cannot be made (under a file, read-only)
+  local why
+  why=$(mkdir -p "$1" 2>&1) || fail "$1: cannot create the $2 (${why##*: })"
+}
+
+make_dir "$cache" "cache folder, GWD_CAFFE_CACHE,"
 
 # Pinned wheel sets per CUDA line: the toolkit (when there is no nvcc) and the libraries.
 toolkit_wheels() {
@@ -64,7 +71,7 @@ if [ -z "${CUDA_HOME:-}" ] || { [ -n "${CUDA_LINE:-}" ] && [ "$(toolkit_line "$C
   read -r -a tk <<< "$wl"
   CUDA_HOME="$(install_wheels "${tk[@]}")/nvidia/cu$line"
   # The layout nvcc.profile and FindCUDA expect of a toolkit folder.
-  mkdir -p "$CUDA_HOME/targets/x86_64-linux"
+  make_dir "$CUDA_HOME/targets/x86_64-linux" "toolkit's folder"
   ln -sfn ../../include "$CUDA_HOME/targets/x86_64-linux/include"
   ln -sfn ../../lib "$CUDA_HOME/targets/x86_64-linux/lib"
   ln -sfn lib "$CUDA_HOME/lib64"

@@ -4,9 +4,12 @@
 
 FAULT: erofs -- every write, folder creation and rename under DIR fails as on a read-only file
 system; enospc -- every write and folder creation under DIR fails as on a full disk; nospace --
-os.statvfs reports no free space anywhere (what the snapshot check of apps.train looks at).
-The faults patch Python's file functions (open, os.open, os.mkdir, os.replace, os.rename), which
-every write of the project goes through; then MODULE runs as `python -m MODULE` would."""
+os.statvfs reports no free space anywhere (what the snapshot check of apps.train looks at);
+eacces -- DIR is as a folder this user may not enter (chmod 000, which root passes through):
+listing it and looking up or opening anything in it fail with "Permission denied".
+The faults patch Python's file functions (open, os.open, os.mkdir, os.replace, os.rename; for
+eacces os.stat, os.lstat, os.scandir, os.listdir), which every write and every look-up of the
+project goes through; then MODULE runs as `python -m MODULE` would."""
 import builtins
 import errno
 import io
@@ -58,6 +61,30 @@ def _patch_writes(root, code, renames):
     os.open, os.mkdir, os.replace, os.rename = os_open, mkdir, replace, rename
 
 
+def _patch_lookups(root):
+    """Everything under root fails as behind a folder without permissions; root itself can be
+    looked at (its parent may be entered) but not listed."""
+    def inside(p, listing=False):
+        try:
+            p = os.path.abspath(os.fsdecode(p))
+        except TypeError:        # a file descriptor
+            return False
+        return p.startswith(root + os.sep) or (listing and p == root)
+
+    def guard(real, listing=False):
+        def call(path=".", *a, **k):
+            if inside(path, listing):
+                raise OSError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(path))
+            return real(path, *a, **k)
+        return call
+
+    real_open, real_os_open = builtins.open, os.open
+    builtins.open = io.open = lambda file, *a, **k: guard(real_open)(file, *a, **k)
+    os.open = guard(real_os_open)
+    os.stat, os.lstat = guard(os.stat), guard(os.lstat)
+    os.scandir, os.listdir = guard(os.scandir, listing=True), guard(os.listdir, listing=True)
+
+
 def _patch_statvfs():
     real = os.statvfs
 
@@ -76,6 +103,8 @@ def main():
     sys.argv = [module] + sys.argv[5:]
     if fault == "nospace":
         _patch_statvfs()
+    elif fault == "eacces":
+        _patch_lookups(root)
     else:
         _patch_writes(root, {"erofs": errno.EROFS, "enospc": errno.ENOSPC}[fault], fault == "erofs")
     runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -484,6 +484,24 @@ def test_an_msrc_reconversion_holds_exactly_its_own_groups(tmp_path):
     assert sorted(os.listdir(release / "cosal" / "ground_truth")) == ["01_cow"]
 
 
+@pytest.mark.parametrize("at", [8, 14], ids=["during the swap", "at the marker"])
+def test_an_interrupted_msrc_conversion_is_refused_until_it_is_run_again(tmp_path, at):
+    """Ctrl-C held back through the swap lands right after it, before the marker is rewritten:
+    the folder read as `msrc` was taken for a whole conversion. (Renames: 6 staged files, the
+    readers' mark, 6 swapped in, the marker.)"""
+    release = tmp_path / "release"
+    _msrc_release(release)
+    r = run_interrupted_at_rename(at, "data_prep", "msrc-convert", "--root", release)
+    assert (r.returncode, r.stderr.strip().splitlines()[-1]) == (130, "interrupted"), r.stderr
+    for dataset, root in (("msrc", release / "cosal"), ("msrc-raw", release)):
+        assert_fails_cleanly(run("data_prep", "summary", "--dataset", dataset, "--root", root), release / "cosal",
+                             "msrc-convert` stopped", "run it again")
+    assert run("data_prep", "msrc-convert", "--root", release).returncode == 0
+    for dataset, root in (("msrc", release / "cosal"), ("msrc-raw", release)):
+        r = run("data_prep", "summary", "--dataset", dataset, "--root", root)
+        assert r.returncode == 0 and "3 images" in r.stdout, r.stderr
+
+
 # ---------------------------------------------------------------- 2. files Caffe would abort on
 def edited(tmp_path, src, old, new, count=1):
     text = pathlib.Path(src).read_text()
@@ -613,15 +631,15 @@ def test_resume_from_a_damaged_latest_json(data, tmp_path, damage):
     assert files_of(run_dir) == before
 
 
-def _groups_twice(path):
+def _groups_twice(path, _data_root=None):
     path.write_text(path.read_text() * 2)
 
 
-def _latin1_byte(path):
+def _latin1_byte(path, _data_root=None):
     path.write_bytes(path.read_bytes() + b"# caf\xe9\n")
 
 
-def _absolute_path_outside(path):
+def _absolute_path_outside(path, _data_root=None):
     """The first image of the list named by an absolute path to an image outside the data root."""
     import cv2
     import numpy as np
@@ -633,10 +651,25 @@ def _absolute_path_outside(path):
     path.write_text("\n".join([json.dumps(group)] + lines[1:]) + "\n")
 
 
-INPUT_FILE_DAMAGE = {   # id: (which input, damage, words of the message)
+def _relative_path_outside(path, data_root):
+    """The first image of the list named by a path that climbs out of the data root ('..') to
+    an image outside it."""
+    import cv2
+    import numpy as np
+    outside = path.parent / "outside.jpg"
+    cv2.imwrite(str(outside), np.zeros((60, 80, 3), np.uint8))
+    lines = path.read_text().splitlines()
+    group = json.loads(lines[0])
+    group["images"][0] = os.path.relpath(outside, data_root)
+    path.write_text("\n".join([json.dumps(group)] + lines[1:]) + "\n")
+
+
+INPUT_FILE_DAMAGE = {   # id: (which input, damage(path, data root), words of the message)
     "group list repeating its groups": ("train-list", _groups_twice, ["repeats line 1"]),
     "group list with an absolute path outside the data root": (
         "train-list", _absolute_path_outside, ["outside.jpg", "absolute and outside the data root"]),
+    "group list with a path climbing out of the data root": (
+        "train-list", _relative_path_outside, ["../", "outside.jpg", "leads outside the data root"]),
     "group list not UTF-8": ("train-list", _latin1_byte, ["not UTF-8"]),
     "solver not UTF-8": ("solver", _latin1_byte, ["not UTF-8"]),
 }
@@ -649,7 +682,7 @@ def test_train_with_a_damaged_input_file(data, tmp_path, damage):
     files = {"train-list": tmp_path / "groups.jsonl", "solver": tmp_path / "solver.prototxt"}
     shutil.copy(data["groups"], files["train-list"])
     shutil.copy(TINY_SINGLE.solver, files["solver"])
-    spoil(files[which])
+    spoil(files[which], data["root"])
     r = run("apps.train", *train_args(files["train-list"], data["root"], tmp_path / "run"), "--solver",
             files["solver"], "--iters", 1)
     assert_fails_cleanly(r, files[which], *words)
@@ -667,14 +700,14 @@ def test_a_file_given_as_a_folder_is_said_to_be_one(data, tmp_path, what):
         bad.unlink()
         bad.mkdir()
         r = run(*eval_args(data["root"], maps, tmp_path / "out"))
-        words = ["is a folder", "not a saliency map"]
+        words = ["is a folder", "saliency map"]
     else:
         bad = tmp_path / "instances_train2017.json"
         bad.mkdir()
         (tmp_path / "coco").mkdir()
         r = run("data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", bad,
                 "--out", tmp_path / "out")
-        words = ["is a folder", "COCO JSON file"]
+        words = ["is a folder", "COCO annotation file"]
     assert_fails_cleanly(r, bad, *words)
     assert not (tmp_path / "out").exists()
 
@@ -720,6 +753,32 @@ def test_an_input_file_that_is_a_fifo_or_a_device(data, tmp_path, option, kind):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("what", ["a saliency map", "--annotations", "an image of a training list"])
+def test_a_fifo_named_as_a_file_is_said_to_be_one(data, tmp_path, what):
+    """Not 'missing' or 'not found' (isfile() is False for a FIFO): the path is there, as a FIFO."""
+    out = tmp_path / "out"
+    if what == "a saliency map":
+        maps = tmp_path / "maps"
+        shutil.copytree(data["maps"], maps)
+        fifo = maps / "g 1" / "2.png"
+        fifo.unlink()
+        argv = eval_args(data["root"], maps, out)
+    elif what == "--annotations":
+        fifo = tmp_path / "instances_train2017.json"
+        (tmp_path / "coco").mkdir()
+        argv = ["data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", fifo, "--out", out]
+    else:
+        root = copy_dataset(data, tmp_path)
+        fifo = root / "img" / "g 0" / "1.jpg"
+        fifo.unlink()
+        argv = ["apps.train", *train_args(data["groups"], root, out), "--iters", 1]
+    os.mkfifo(fifo)
+    r = run(*argv, timeout=120)
+    assert_fails_cleanly(r, fifo, "FIFO", "not a regular file")
+    assert not out.exists()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["summary --root", "predict --images", "train --data-root", "train --val-root",
                                     "gpu_check --data", "coco9213 --coco-root"])
 def test_a_file_given_for_a_folder_is_said_to_be_one(data, tmp_path, option):
@@ -735,6 +794,39 @@ def test_a_file_given_for_a_folder_is_said_to_be_one(data, tmp_path, option):
             "coco9213": ["data_prep", "coco9213", "--annotations", data["groups"], "--out", out]}[command]
     r = run(*with_option(argv, flag, given), timeout=120)
     assert_fails_cleanly(r, given, "is a file, not a folder")
+    assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["summary --root", "eval --method", "eval table --results", "predict --weights",
+                                    "train --train-list"])
+def test_an_input_in_a_folder_that_may_not_be_entered_is_not_said_to_be_missing(data, tmp_path, option):
+    """A path under a folder without permissions (chmod 000, simulated: root passes through
+    them) was called 'not found' or 'missing', though it is there: one line naming it and the
+    system's reason instead."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    results = locked / "results.json"
+    results.write_text(json.dumps(results_file()))
+    given = {"summary --root": locked / "toy", "eval --method": locked / "maps", "eval table --results": results,
+             "predict --weights": locked / "w.caffemodel", "train --train-list": locked / "groups.jsonl"}[option]
+    shutil.copytree(data["root"], locked / "toy")
+    shutil.copytree(data["maps"], locked / "maps")
+    shutil.copy(data["weights"]["single"], locked / "w.caffemodel")
+    shutil.copy(data["groups"], locked / "groups.jsonl")
+    command, flag = option.rsplit(" ", 1)
+    out = tmp_path / "out"
+    argv = {"summary": ["data_prep", "summary", "--dataset", "icoseg", "--root", given],
+            "eval": eval_args(data["root"], data["maps"], out),
+            "eval table": ["eval", "table", "--results", given, "--out", out],
+            "predict": commands(data, out)["predict"], "train": commands(data, out)["train"]}[command]
+    if command == "eval":
+        argv[argv.index(f"Ours-S={data['maps']}")] = f"Ours-S={given}"
+    else:
+        argv = with_option(argv, flag, given)
+    r = run(*argv, fault=("eacces", locked), timeout=120)
+    assert_fails_cleanly(r, given, "Permission denied")
+    assert "not found" not in r.stderr and "missing" not in r.stderr
     assert not out.exists()
 
 
@@ -1000,6 +1092,19 @@ def test_gpu_bundle_refuses_its_inputs_before_the_work(tmp_path, case):
     assert sorted(os.listdir(tmp_path)) == ["empty", "file"]
 
 
+@pytest.mark.parametrize("script", ["scripts/cuda_build.sh", "scripts/gpu_bundle/gpu_check.sh"])
+def test_a_folder_a_gpu_script_cannot_create_is_one_error_line(tmp_path, script):
+    """mkdir's own message came first, then "error: cannot create X" without the file first;
+    cuda_build.sh went on to pip (here PYTHON=false: 'pip could not install', status 1)."""
+    (tmp_path / "file").write_text("x")
+    folder = tmp_path / "file" / "sub"
+    env = dict(ENV, CUDA_HOME=str(tmp_path), CUDA_LINE="13", PYTHON="false", GWD_CAFFE_CACHE=str(folder))
+    r = subprocess.run(["bash", script, *([str(folder)] if script.endswith("gpu_check.sh") else [])],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    assert_fails_cleanly(r, folder, "cannot create", "Not a directory")
+    assert r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def _stdout_commands(data, tmp_path):
     """Commands that print their summary or table on stdout."""
     results = tmp_path / "results.json"
@@ -1035,6 +1140,57 @@ def test_a_stdout_whose_reader_went_away_ends_quietly(data, tmp_path, command):
     p.wait(timeout=300)
     assert p.returncode == 128 + signal.SIGPIPE, (p.returncode, err)
     assert "Traceback" not in err and "Exception ignored" not in err and "error" not in err, err
+
+
+BINARY_STDOUT_SCRIPT = ("import sys\n"
+                        "from core.errors import cli\n"
+                        "cli(lambda: sys.stdout.buffer.write(b'x' * 100000))()\n")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("stdout", ["full", "reader gone"])
+def test_binary_writes_to_stdout_are_handled_as_text_ones(stdout):
+    """sys.stdout.buffer bypassed the naming of stdout: "error: No space left on device" without
+    a file, and "error: Broken pipe", status 2, where a reader that went away ends quietly."""
+    argv = [sys.executable, "-c", BINARY_STDOUT_SCRIPT]
+    if stdout == "full":
+        with open("/dev/full", "w") as full:
+            r = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV, timeout=60)
+        assert_fails_cleanly(r, "<stdout>", "No space left on device")
+        return
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
+    p.stdout.close()
+    err = p.stderr.read()
+    p.wait(timeout=60)
+    assert (p.returncode, err) == (128 + signal.SIGPIPE, "")
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr", "all three"])
+def test_a_command_started_with_a_standard_stream_closed_writes_into_no_file(tmp_path, closed):
+    """`cmd >&-`: the first file the command opened got descriptor 1 (or 2), and what C code
+    printed went into it; with stderr closed, Python printed the error line on stdout."""
+    script = tmp_path / "closed.py"
+    script.write_text("import os, sys\n"
+                      "from core.errors import UserError, cli\n"
+                      "def main():\n"
+                      "    with open(sys.argv[1], 'w') as f:\n"
+                      "        for fd in (1, 2):     # as C code prints (Caffe, libpng): errors ignored\n"
+                      "            try:\n"
+                      "                os.write(fd, b'printed by C code\\n')\n"
+                      "            except OSError:\n"
+                      "                pass\n"
+                      "        f.write('content\\n')\n"
+                      "    raise UserError(sys.argv[1] + ': refused')\n"
+                      "cli(main)()\n")
+    redirect = {"stdout": ">&-", "stderr": "2>&-", "all three": "<&- >&- 2>&-"}[closed]
+    r = subprocess.run(["bash", "-c", f'"$@" {redirect}', "bash", sys.executable, script, tmp_path / "file"],
+                       capture_output=True, text=True, cwd=ROOT, env=dict(ENV, PYTHONPATH=str(ROOT)), timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert (tmp_path / "file").read_text() == "content\n"
+    if closed == "stdout":
+        assert r.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'file'}: refused"
+    if closed == "stderr":
+        assert r.stdout == "printed by C code\n", r.stdout
 
 
 # ---------------------------------------------------------------- 5. broken dataset files
@@ -1114,6 +1270,31 @@ def test_an_image_declaring_too_many_pixels_that_is_named_is_one_error_line(data
         argv = ["apps.train", *train_args(data["groups"], root, tmp_path / "out"), "--iters", 1]
     r = run(*argv)
     assert_fails_cleanly(r, bad, "more pixels than OpenCV decodes")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["a map to evaluate", "an image of a training list"])
+def test_a_damaged_png_that_is_named_is_one_line_without_libpng_lines(data, tmp_path, where):
+    """libpng printed its own "libpng error: IDAT: CRC error" on stderr before our line."""
+    import cv2
+    import numpy as np
+    png = bytearray(cv2.imencode(".png", np.random.RandomState(0).randint(0, 255, (60, 80, 3), np.uint8))[1])
+    png[100:400] = bytes(300)      # header and end whole: found only when decoded
+    if where == "a map to evaluate":
+        maps = tmp_path / "maps"
+        shutil.copytree(data["maps"], maps)
+        bad = maps / "g 0" / "1.png"
+        bad.write_bytes(bytes(png))
+        argv = eval_args(data["root"], maps, tmp_path / "out")
+    else:
+        root = copy_dataset(data, tmp_path)
+        for group in ("g 0", "g 1"):     # whichever group comes first
+            (root / "img" / group / "1.jpg").write_bytes(bytes(png))
+        bad = root / "img"
+        argv = ["apps.train", *train_args(data["groups"], root, tmp_path / "out"), "--iters", 1]
+    r = run(*argv)
+    assert_fails_cleanly(r, bad, "not a readable image")
+    assert "libpng" not in r.stderr, r.stderr
 
 
 # ---------------------------------------------------------------- 6. interrupts
@@ -1382,6 +1563,17 @@ def test_make_switches_other_than_1_or_0_are_refused(tmp_path, target, variable,
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("value", ["abc", "-1", "2 4", ""])
+def test_make_test_refuses_test_jobs_that_are_not_a_count(value):
+    """pytest-xdist's usage text (status 4) came instead, after the setup."""
+    r = subprocess.run(["make", "--no-print-directory", "test-fast", f"TEST_JOBS={value}"], capture_output=True,
+                       text=True, cwd=ROOT, env=ENV, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and lines[0] == f"error: TEST_JOBS={value}: expected auto, logical or a number of " \
+        "workers (0: none)", r.stderr
+    assert [x for x in lines if "error:" in x] == lines[:1] and "usage" not in r.stderr and not r.stdout.strip()
+
+
 def run_with_env(argv, **env):
     return subprocess.run([sys.executable, "-m", *map(str, argv)], capture_output=True, text=True, cwd=ROOT,
                           env=dict(ENV, **env), timeout=300)
@@ -1443,6 +1635,30 @@ def test_atomic_files_get_the_umask_permissions(tmp_path):
     for name in "abcd":
         p = tmp_path / name if name != "d" else tmp_path / "d.h5"
         assert p.stat().st_mode & 0o777 == 0o644, name
+
+
+@pytest.mark.parametrize("link", ["to a file", "relative, to a file in another folder", "dangling", "a chain"])
+def test_an_atomic_write_to_a_symlink_replaces_its_target(tmp_path, link):
+    """The rename put a regular file in place of the link, and the file it pointed to kept the
+    old content. The temporary file lies beside the target: the rename stays in one file system."""
+    from core.outputs import atomic_path, atomic_write_bytes
+    (tmp_path / "elsewhere").mkdir()
+    target = tmp_path / "elsewhere" / "target.txt"
+    if link != "dangling":
+        target.write_bytes(b"old")
+    path = tmp_path / "link.txt"
+    if link == "a chain":
+        (tmp_path / "middle.txt").symlink_to(target)
+        path.symlink_to(tmp_path / "middle.txt")
+    else:
+        path.symlink_to(os.path.relpath(target, tmp_path) if link.startswith("relative") else target)
+    atomic_write_bytes(path, b"new")
+    assert path.is_symlink() and target.read_bytes() == b"new"
+    with atomic_path(path) as t:
+        assert os.path.dirname(t) == str(target.parent)
+        pathlib.Path(t).write_bytes(b"newer")
+    assert path.is_symlink() and target.read_bytes() == b"newer"
+    assert sorted(os.listdir(target.parent)) == ["target.txt"]
 
 
 def test_prepare_out_dir(tmp_path):

@@ -65,3 +65,34 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
     from core import outputs
     write_png(tmp_path / "p.png", np.zeros((2, 2), np.uint8))
     assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~outputs._UMASK
+
+
+def damaged_png(path):
+    """A PNG whose header and end are whole and whose pixel data is damaged (a CRC error)."""
+    png = bytearray(cv2.imencode(".png", np.random.RandomState(0).randint(0, 255, (60, 80, 3), np.uint8))[1])
+    png[100:400] = bytes(300)
+    path.write_bytes(bytes(png))
+
+
+def test_a_damaged_png_is_one_error_without_libpng_lines(tmp_path, capfd):
+    """libpng printed "libpng error: IDAT: CRC error" on stderr besides our one line."""
+    damaged_png(tmp_path / "bad.png")
+    with pytest.raises(UserError, match="bad.png: not a readable image"):
+        read_image(tmp_path / "bad.png")
+    assert capfd.readouterr().err == ""
+
+
+def test_what_other_threads_print_while_a_png_is_decoded_still_comes(tmp_path, capfd, monkeypatch):
+    """Only libpng's lines are dropped: a line written to stderr meanwhile comes after it."""
+    import os
+    from core import imageio
+    damaged_png(tmp_path / "bad.png")
+    real = cv2.imdecode
+
+    def decode_while_another_thread_prints(buf, flags):
+        os.write(2, b"a message of ours\n")
+        return real(buf, flags)
+    monkeypatch.setattr(imageio.cv2, "imdecode", decode_while_another_thread_prints)
+    with pytest.raises(UserError):
+        read_image(tmp_path / "bad.png")
+    assert capfd.readouterr().err == "a message of ours\n"

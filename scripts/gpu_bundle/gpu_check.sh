@@ -18,7 +18,7 @@ gpu=${2:-0}
 [ -n "$out" ] || { echo "usage: bash gpu_check.sh OUT [GPU]" >&2; exit 2; }
 case "$gpu" in ''|*[!0-9]*) echo "error: GPU '$gpu': expected a GPU number (0, 1, ...)" >&2; exit 2 ;; esac
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-mkdir -p "$out" || { echo "error: cannot create $out" >&2; exit 2; }
+why=$(mkdir -p "$out" 2>&1) || { echo "error: $out: cannot create the output folder (${why##*: })" >&2; exit 2; }
 out=$(cd "$out" && pwd)
 
 if [ ! -x "$here/bin/caffe" ]; then            # beside the archive: unpack, run the unpacked copy
