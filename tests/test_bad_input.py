@@ -548,6 +548,13 @@ SOLVER_EDITS = {
     "a test net file": ('lr_policy: "fixed"', 'lr_policy: "fixed" test_net: "nothere.prototxt" test_iter: 1 '
                         'test_interval: 1', ["test_net", "--val-list"]),
     "HDF5 snapshots": ('lr_policy: "fixed"', 'lr_policy: "fixed" snapshot_format: HDF5', ["snapshot_format"]),
+    # sixth pass: the checks of Caffe's solver constructors and of its first step
+    "AdaGrad with momentum": ('type: "Adam"', 'type: "AdaGrad"', ["momentum", "0 for AdaGrad"]),
+    "RMSProp with momentum": ('type: "Adam"', 'type: "RMSProp" rms_decay: 0.98', ["momentum", "0 for RMSProp"]),
+    "RMSProp rms_decay 1": ('type: "Adam"\nbase_lr: 0.001\nmomentum: 0.9',
+                            'type: "RMSProp"\nbase_lr: 0.001\nrms_decay: 1', ["rms_decay", "[0, 1)"]),
+    "sigmoid with a negative gamma": ('lr_policy: "fixed"', 'lr_policy: "sigmoid" stepsize: 10 gamma: -1',
+                                      ["gamma", '>= 0 for lr_policy "sigmoid"']),
 }
 
 
