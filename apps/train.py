@@ -328,8 +328,23 @@ def check_inputs(args):
     check_input_folder(args.data_root, "data root")
     if args.val_root:
         check_input_folder(args.val_root, "validation data root")
-    if args.iters == 0 and not args.resume:
-        raise UserError(f"{args.out}: --iters 0 on a new run trains nothing; give 1 or more iterations")
+
+
+def solver_file(args):
+    return args.solver or model_files(args.model, args.tiny).solver
+
+
+def total_iterations(args):
+    """The iterations the run is to reach: --iters, else the solver's max_iter."""
+    return args.iters if args.iters is not None else read_solver(solver_file(args)).max_iter
+
+
+def check_iterations(args, start):
+    """A new run must train (its first snapshot is taken at iteration 1 or later)."""
+    total = total_iterations(args)
+    where, given = (args.out, "--iters") if args.iters is not None else (solver_file(args), "max_iter")
+    if start == 0 and total == 0:
+        raise UserError(f"{where}: {given} 0 on a new run trains nothing; give 1 or more iterations")
 
 
 def open_run(args):
@@ -341,6 +356,7 @@ def open_run(args):
         raise UserError(f"{run.latest_path}: nothing to resume (no snapshot in {args.out})")
     if not args.resume and os.path.exists(run.latest_path):
         raise UserError(f"{args.out}: already holds a run; pass --resume to continue it or choose another --out")
+    check_iterations(args, latest["iter"] if latest else 0)
     prepare_out_dir(run.out, force=args.force,
                     may_hold=lambda names: args.resume or set(names) <= RUN_FILES)
     created = not os.path.isdir(run.out)
@@ -368,14 +384,14 @@ def removed_if_start_fails(folder, created):
 def build_solver(args, run, start, scratch):
     """The run's train net and solver (checked, in memory) and a Caffe solver built from copies
     of them in `scratch`, so that the run folder's records are untouched until it all worked."""
-    train_proto, _, solver_proto = model_files(args.model, args.tiny)
-    solver_src = args.solver or solver_proto
+    train_proto = model_files(args.model, args.tiny).train
+    solver_src = solver_file(args)
     net = train_net(train_proto, {
         "group_list": os.path.abspath(args.train_list), "data_root": os.path.abspath(args.data_root),
         "seed": args.seed, "skip": start, "cache": args.cache, "workers": args.workers})
     if start:
         run.check_same_model(net)
-    max_iter = args.iters if args.iters is not None else read_solver(solver_src).max_iter
+    max_iter = total_iterations(args)
     overrides = [("base_lr", args.base_lr)] if args.base_lr is not None else []
     solver_param = run_solver(solver_src, run.net_path, os.path.join(run.partial, args.model),
                               max_iter, args.gpu, overrides)

@@ -570,6 +570,15 @@ def test_train_with_a_nonsense_solver(data, tmp_path, edit):
 
 
 @pytest.mark.slow
+def test_a_new_run_whose_solver_has_max_iter_0_is_refused_before_its_folder(data, tmp_path):
+    """Without --iters the solver's max_iter is the run's length, under --iters' rule."""
+    solver = edited(tmp_path, TINY_SINGLE.solver, "max_iter: 8000", "max_iter: 0")
+    r = run("apps.train", *train_args(data["groups"], data["root"], tmp_path / "run"), "--solver", solver)
+    assert_fails_cleanly(r, solver, "max_iter 0", "1 or more")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "another model's", "a history blob cut short"])
 def test_resume_from_a_damaged_solverstate(data, tmp_path, damage):
     run_dir = tmp_path / "run"
