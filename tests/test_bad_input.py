@@ -570,6 +570,18 @@ def test_train_with_a_nonsense_solver(data, tmp_path, edit):
 
 
 @pytest.mark.slow
+def test_a_diverging_loss_is_one_error_line_every_time(data, tmp_path):
+    """base_lr 1e30 makes the weights infinite at the first step and a max pooling's whole
+    window NaN at the second, where Caffe's CPU backward wrote before its gradient buffer
+    (patches/0003): the process aborted with "double free or corruption" after the error line,
+    10 times out of 10. Run several times, as heap damage need not show every time."""
+    for i in range(4):
+        r = run("apps.train", *train_args(data["groups"], data["root"], tmp_path / f"run{i}"),
+                "--iters", 3, "--workers", 1, "--base-lr", "1e30")
+        assert_fails_cleanly(r, "loss became nan", "--base-lr")
+
+
+@pytest.mark.slow
 def test_a_new_run_whose_solver_has_max_iter_0_is_refused_before_its_folder(data, tmp_path):
     """Without --iters the solver's max_iter is the run's length, under --iters' rule."""
     solver = edited(tmp_path, TINY_SINGLE.solver, "max_iter: 8000", "max_iter: 0")
