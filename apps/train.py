@@ -4,7 +4,8 @@
     python -m apps.train --model group --train-list L --data-root D --out runs/group --from-single S
     (--model group_plus: Ours+, not the paper's net; README "What the group block can and cannot learn")
 
-The run folder holds everything: the resolved train prototxt and solver, loss.csv and loss.png,
+The run folder holds everything: the resolved train prototxt and solver, run.json (what defines
+the run; a resume that contradicts it is refused), loss.csv and loss.png,
 ratios.csv and ratios.png (each layer's ||dw||/||w||, core.diagnostics),
 val.csv (MAE and mF on a held-out group list), snapshots/ and two pointers written atomically:
 latest.json (the last complete snapshot, what --resume continues from) and weights.caffemodel
@@ -22,6 +23,7 @@ once both of its files are complete and read back.
 import argparse
 import contextlib
 import csv
+import hashlib
 import json
 import math
 import os
@@ -87,8 +89,8 @@ def _without_data_params(net):
 
 # What a run folder holds: a folder with only these and no latest.json is a run that failed
 # before its first snapshot, which a new run may take over.
-RUN_FILES = {"train.prototxt", "solver.prototxt", "loss.csv", "val.csv", "loss.png", "ratios.csv", "ratios.png",
-             "snapshots", "weights.caffemodel", "latest.json"}
+RUN_FILES = {"run.json", "train.prototxt", "solver.prototxt", "loss.csv", "val.csv", "loss.png", "ratios.csv",
+             "ratios.png", "snapshots", "weights.caffemodel", "latest.json"}
 
 
 class RunFolder:
@@ -101,6 +103,7 @@ class RunFolder:
         self.latest_path = os.path.join(out, "latest.json")
         self.net_path = os.path.join(out, "train.prototxt")
         self.solver_path = os.path.join(out, "solver.prototxt")
+        self.record_path = os.path.join(out, "run.json")
         self.loss_csv = os.path.join(out, "loss.csv")
         self.val_csv = os.path.join(out, "val.csv")
 
@@ -134,6 +137,43 @@ class RunFolder:
         if not os.path.isfile(path):
             raise UserError(f"{self.latest_path}: names {path}, which is missing or not a file")
 
+    def record(self):
+        """run.json: what defined the run when it started (RECORDED), or None for a run made
+        before runs kept one."""
+        if not os.path.exists(self.record_path):
+            return None
+        text = read_input_text(self.record_path, "run record")
+        try:
+            record = json.loads(text)
+            if not isinstance(record, dict):
+                raise TypeError("not a JSON object")
+            record = {k: record[k] for k in RECORDED}
+            if not all(isinstance(record[k], t) and not isinstance(record[k], bool) for k, t in RECORDED.items()):
+                raise TypeError("a value of the wrong type")
+        except (ValueError, RecursionError, KeyError, TypeError) as e:
+            reason = f"no {e}" if isinstance(e, KeyError) else e
+            raise UserError(f"{self.record_path}: not a run record of apps.train ({reason})") from None
+        return record
+
+    def settle(self, args):
+        """The settings of a resume: what the record holds where an option is left out; an
+        option given with another value is refused (it would make another run, not this one).
+        A run without a record takes what is given."""
+        record = self.record()
+        if record is None:
+            return new_run_settings(args)
+        for option, key, same in (("--seed", "seed", lambda a, b: a == b),
+                                  ("--base-lr", "base_lr", lambda a, b: np.float32(a) == np.float32(b))):
+            given = getattr(args, key)
+            if given is not None and not same(given, record[key]):
+                raise UserError(f"{self.record_path}: this run was started with {option} {record[key]}, "
+                                f"not {given}; leave {option} out to continue it as it was started")
+        if file_sha256(args.train_list) != record["train_list_sha256"]:
+            raise UserError(f"{self.record_path}: this run was started with --train-list "
+                            f"{record['train_list']}, and {args.train_list} holds another list; "
+                            "resume it with its own list")
+        return argparse.Namespace(**dict(vars(args), seed=record["seed"], base_lr=record["base_lr"]))
+
     def check_same_model(self, net):
         """Refuse to resume a run of another model or variant (its records stay as they are)."""
         if not os.path.isfile(self.net_path):
@@ -144,9 +184,12 @@ class RunFolder:
                             f"('{old.name}', {len(old.layer)} layers); resume it with its own "
                             "--model and --tiny, or choose another --out")
 
-    def write_records(self, net, solver):
-        """train.prototxt and solver.prototxt, together, only where they changed."""
+    def write_records(self, net, solver, record=None):
+        """train.prototxt, solver.prototxt and (a new run's) run.json, together, only where
+        they changed."""
         files = {self.net_path: str(net), self.solver_path: str(solver)}
+        if record is not None:
+            files[self.record_path] = json.dumps(record, indent=1) + "\n"
         changed = {os.path.basename(p): t for p, t in files.items() if _read_text(p) != t}
         if changed:
             write_together(self.out, changed)
@@ -225,6 +268,35 @@ class RunFolder:
         plt.close(fig)
 
 
+# What defines a run besides its net and solver type (compared through train.prototxt and the
+# solverstate): the data order (seed, list) and the learning rate. The list is compared by its
+# content, so that a run and its data may move; its name is kept to say which list it was.
+RECORDED = {"seed": int, "train_list": str, "train_list_sha256": str, "base_lr": float}
+
+
+def file_sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def new_run_settings(args):
+    """The settings of a run without a record: the defaults where an option is left out."""
+    return argparse.Namespace(**dict(vars(args), seed=0 if args.seed is None else args.seed))
+
+
+def run_record(args, solver_param):
+    """run.json of a new run: its list relative to the data root when inside it (they move
+    together), else absolute."""
+    lst, root = os.path.abspath(args.train_list), os.path.abspath(args.data_root)
+    inside = os.path.commonpath([lst, root]) == root
+    return {"seed": args.seed, "train_list": os.path.relpath(lst, root) if inside else lst,
+            "train_list_sha256": file_sha256(args.train_list),
+            "base_lr": float(str(np.float32(solver_param.base_lr)))}     # as Caffe holds it, shortest
+
+
 def _read_text(path):
     try:
         return read_input_text(path, "record")
@@ -281,7 +353,8 @@ def parse_args(argv):
     ap.add_argument("--force", action="store_true", help="start a run in a folder that holds other files")
     ap.add_argument("--solver", help="solver prototxt (default: the model's, prototxt/[tiny/]solver_<model>)")
     ap.add_argument("--iters", type=iterations, help="iterations in total (default: the solver's max_iter)")
-    ap.add_argument("--base-lr", type=caffe_rate, help="override the solver's base_lr (> 0)")
+    ap.add_argument("--base-lr", type=caffe_rate,
+                    help="override the solver's base_lr (> 0); a resumed run keeps its own")
     init = ap.add_mutually_exclusive_group()
     init.add_argument("--vgg16", help="VGG_ILSVRC_16_layers.caffemodel for the semantic block (stage 1)")
     init.add_argument("--from-single", help="trained Ours-S weights to start the group model or Ours+ from (stage 2)")
@@ -294,13 +367,22 @@ def parse_args(argv):
     ap.add_argument("--val-root", help="data root of --val-list (default: --data-root)")
     ap.add_argument("--val-every", type=positive_int, default=1000, help="iterations between validations")
     ap.add_argument("--val-groups", type=positive_int, default=20, help="groups per validation (the list's first)")
-    ap.add_argument("--seed", type=caffe_seed, default=0,
-                    help="seed of the data order and of Caffe's fillers (Caffe takes 32 bits)")
+    ap.add_argument("--seed", type=caffe_seed,
+                    help="seed of the data order and of Caffe's fillers (Caffe takes 32 bits; default 0; "
+                         "a resumed run keeps its own)")
     ap.add_argument("--cache", action="store_true", help="keep decoded training images in memory")
     ap.add_argument("--workers", type=positive_int, default=2, help="decoding threads of the data layer")
     args = ap.parse_args(argv)
     if args.from_single and args.model == "single":
         ap.error("--from-single starts a group model (group, group_plus) from Ours-S")
+    if args.resume:     # a resume continues the run's own snapshot, in its own folder
+        start = [o for o, v in (("--vgg16", args.vgg16), ("--from-single", args.from_single),
+                                ("--init", args.init)) if v]
+        if start:
+            ap.error(f"{start[0]} with --resume: a resumed run continues from its own snapshot; "
+                     f"leave {start[0]} out")
+        if args.force:
+            ap.error("--force with --resume: a resume continues the run in its own folder; leave --force out")
     return args
 
 
@@ -328,25 +410,47 @@ def check_inputs(args):
     check_input_folder(args.data_root, "data root")
     if args.val_root:
         check_input_folder(args.val_root, "validation data root")
-    if args.iters == 0 and not args.resume:
-        raise UserError(f"{args.out}: --iters 0 on a new run trains nothing; give 1 or more iterations")
+
+
+def solver_file(args):
+    return args.solver or model_files(args.model, args.tiny).solver
+
+
+def total_iterations(args):
+    """The iterations the run is to reach: --iters, else the solver's max_iter."""
+    return args.iters if args.iters is not None else read_solver(solver_file(args)).max_iter
+
+
+def check_iterations(args, start):
+    """A new run must train (its first snapshot is taken at iteration 1 or later); a resumed
+    one cannot go back to fewer iterations than its snapshot has."""
+    total = total_iterations(args)
+    where, given = (args.out, "--iters") if args.iters is not None else (solver_file(args), "max_iter")
+    if start == 0 and total == 0:
+        raise UserError(f"{where}: {given} 0 on a new run trains nothing; give 1 or more iterations")
+    if total < start:
+        raise UserError(f"{where}: {given} {total} is below iteration {start}, where the run is "
+                        f"already; give --iters {start + 1} or more to continue it")
 
 
 def open_run(args):
     """The run folder, checked (writable, new or this run's own) before the work; the snapshot
-    to resume from, or None; and whether this command created the folder."""
+    to resume from, or None; whether this command created the folder; and the run's settings
+    (args, with what its record holds filled in)."""
     run = RunFolder(caffe_path(os.path.abspath(os.path.expanduser(args.out)), "run folder"))   # the solver names it
     latest = run.latest() if args.resume and os.path.isdir(run.out) else None
     if args.resume and latest is None:
         raise UserError(f"{run.latest_path}: nothing to resume (no snapshot in {args.out})")
     if not args.resume and os.path.exists(run.latest_path):
         raise UserError(f"{args.out}: already holds a run; pass --resume to continue it or choose another --out")
+    args = run.settle(args) if latest else new_run_settings(args)
+    check_iterations(args, latest["iter"] if latest else 0)
     prepare_out_dir(run.out, force=args.force,
                     may_hold=lambda names: args.resume or set(names) <= RUN_FILES)
     created = not os.path.isdir(run.out)
     os.makedirs(run.out, exist_ok=True)
     shutil.rmtree(run.partial, ignore_errors=True)     # what a crash mid-snapshot left
-    return run, latest, created
+    return run, latest, created, args
 
 
 @contextlib.contextmanager
@@ -368,14 +472,14 @@ def removed_if_start_fails(folder, created):
 def build_solver(args, run, start, scratch):
     """The run's train net and solver (checked, in memory) and a Caffe solver built from copies
     of them in `scratch`, so that the run folder's records are untouched until it all worked."""
-    train_proto, _, solver_proto = model_files(args.model, args.tiny)
-    solver_src = args.solver or solver_proto
+    train_proto = model_files(args.model, args.tiny).train
+    solver_src = solver_file(args)
     net = train_net(train_proto, {
         "group_list": os.path.abspath(args.train_list), "data_root": os.path.abspath(args.data_root),
         "seed": args.seed, "skip": start, "cache": args.cache, "workers": args.workers})
     if start:
         run.check_same_model(net)
-    max_iter = args.iters if args.iters is not None else read_solver(solver_src).max_iter
+    max_iter = total_iterations(args)
     overrides = [("base_lr", args.base_lr)] if args.base_lr is not None else []
     solver_param = run_solver(solver_src, run.net_path, os.path.join(run.partial, args.model),
                               max_iter, args.gpu, overrides)
@@ -471,8 +575,12 @@ def loop(solver, run, args, max_iter, val, stop, kind, ratios):
 
 def train(args):
     check_inputs(args)
-    run, latest, created = open_run(args)
+    run, latest, created, args = open_run(args)
     start = latest["iter"] if latest else 0
+    if start and total_iterations(args) == start:
+        print(f"{args.out}: at iteration {start} already: nothing to do (give a larger --iters to "
+              "continue it)", file=sys.stderr)
+        return 0
 
     with removed_if_start_fails(run.out, created):
         from core.device import select_mode
@@ -487,7 +595,8 @@ def train(args):
             print(start_weights(solver, solver_param, args, run, latest, scratch), file=sys.stderr)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        run.write_records(net, solver_param)       # only now: the solver was built and restored
+        # only now: the solver was built and restored
+        run.write_records(net, solver_param, None if latest else run_record(args, solver_param))
     os.makedirs(run.partial, exist_ok=True)
     val = make_validator(args, solver)
 

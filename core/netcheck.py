@@ -342,13 +342,25 @@ def check_solver(s, path):
               s.gamma if s.HasField("gamma") else "(unset)", f'(0, 1] for lr_policy "{policy}"')
     if policy == "inv":
         _need(s.HasField("gamma") and s.gamma >= 0, path, "gamma", s.gamma, '>= 0 for lr_policy "inv"')
+    if policy == "sigmoid":     # Caffe checks gamma >= 0 at the first step
+        _need(s.gamma >= 0, path, "gamma", s.gamma, '>= 0 for lr_policy "sigmoid"')
     if policy in ("poly", "inv"):
         _need(s.HasField("power") and s.power >= 0, path, "power",
               s.power if s.HasField("power") else "(unset)", f'>= 0 for lr_policy "{policy}"')
+    _check_solver_type_fields(s, path, t)
+
+
+def _check_solver_type_fields(s, path, t):
+    """The fields of one solver type: Caffe's AdaGrad and RMSProp constructors abort on any
+    momentum (they keep no momentum history) and RMSProp on rms_decay outside [0, 1); Adam's
+    momentum2 and the adaptive solvers' delta (the guard against dividing by zero) get the ranges
+    their update formulas need."""
+    if t in ("AdaGrad", "RMSProp"):
+        _need(s.momentum == 0, path, "momentum", s.momentum, f"0 for {t} (remove it from the solver)")
     if t == "Adam":
         _need(0 <= s.momentum2 < 1, path, "momentum2", s.momentum2, "[0, 1)")
     if t in ("Adam", "AdaGrad", "AdaDelta", "RMSProp"):
-        _need(s.delta > 0, path, "delta", s.delta, "> 0")
+        _need(math.isfinite(s.delta) and s.delta > 0, path, "delta", s.delta, "> 0")
     if t == "RMSProp":
         _need(0 <= s.rms_decay < 1, path, "rms_decay", s.rms_decay, "[0, 1)")
 

@@ -566,6 +566,13 @@ SOLVER_EDITS = {
     "a test net file": ('lr_policy: "fixed"', 'lr_policy: "fixed" test_net: "nothere.prototxt" test_iter: 1 '
                         'test_interval: 1', ["test_net", "--val-list"]),
     "HDF5 snapshots": ('lr_policy: "fixed"', 'lr_policy: "fixed" snapshot_format: HDF5', ["snapshot_format"]),
+    # sixth pass: the checks of Caffe's solver constructors and of its first step
+    "AdaGrad with momentum": ('type: "Adam"', 'type: "AdaGrad"', ["momentum", "0 for AdaGrad"]),
+    "RMSProp with momentum": ('type: "Adam"', 'type: "RMSProp" rms_decay: 0.98', ["momentum", "0 for RMSProp"]),
+    "RMSProp rms_decay 1": ('type: "Adam"\nbase_lr: 0.001\nmomentum: 0.9',
+                            'type: "RMSProp"\nbase_lr: 0.001\nrms_decay: 1', ["rms_decay", "[0, 1)"]),
+    "sigmoid with a negative gamma": ('lr_policy: "fixed"', 'lr_policy: "sigmoid" stepsize: 10 gamma: -1',
+                                      ["gamma", '>= 0 for lr_policy "sigmoid"']),
 }
 
 
@@ -578,6 +585,27 @@ def test_train_with_a_nonsense_solver(data, tmp_path, edit):
             "--iters", 2)
     assert_fails_cleanly(r, solver, *words)
     assert not (tmp_path / "run" / "latest.json").exists()
+
+
+@pytest.mark.slow
+def test_a_diverging_loss_is_one_error_line_every_time(data, tmp_path):
+    """base_lr 1e30 makes the weights infinite at the first step and a max pooling's whole
+    window NaN at the second, where Caffe's CPU backward wrote before its gradient buffer
+    (patches/0003): the process aborted with "double free or corruption" after the error line,
+    10 times out of 10. Run several times, as heap damage need not show every time."""
+    for i in range(4):
+        r = run("apps.train", *train_args(data["groups"], data["root"], tmp_path / f"run{i}"),
+                "--iters", 3, "--workers", 1, "--base-lr", "1e30")
+        assert_fails_cleanly(r, "loss became nan", "--base-lr")
+
+
+@pytest.mark.slow
+def test_a_new_run_whose_solver_has_max_iter_0_is_refused_before_its_folder(data, tmp_path):
+    """Without --iters the solver's max_iter is the run's length, under --iters' rule."""
+    solver = edited(tmp_path, TINY_SINGLE.solver, "max_iter: 8000", "max_iter: 0")
+    r = run("apps.train", *train_args(data["groups"], data["root"], tmp_path / "run"), "--solver", solver)
+    assert_fails_cleanly(r, solver, "max_iter 0", "1 or more")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -629,6 +657,58 @@ def test_resume_from_a_damaged_latest_json(data, tmp_path, damage):
     r = run("apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 4, "--resume")
     assert_fails_cleanly(r, latest, *words)
     assert files_of(run_dir) == before
+
+
+def _another_list(data, tmp_path):
+    """The fixture's list with its first group only: another data order."""
+    p = tmp_path / "one.jsonl"
+    p.write_text(pathlib.Path(data["groups"]).read_text().splitlines()[0] + "\n")
+    return p
+
+
+RESUME_CONTRADICTIONS = {   # id: (options added to the resume, given data and tmp_path; words of the message)
+    "--init": (lambda d, t: ["--init", d["weights"]["single"]], ["--init with --resume", "leave --init out"]),
+    "--vgg16": (lambda d, t: ["--vgg16", d["weights"]["single"]], ["--vgg16 with --resume"]),
+    "--force": (lambda d, t: ["--force"], ["--force with --resume"]),
+    "another seed": (lambda d, t: ["--seed", 7], ["run.json", "--seed 0", "not 7"]),
+    "another base_lr": (lambda d, t: ["--base-lr", "1e-3"], ["run.json", "--base-lr 1e-06", "not 0.001"]),
+    "another list": (lambda d, t: ["--train-list", _another_list(d, t)], ["--train-list", "another list"]),
+    "fewer iterations": (lambda d, t: ["--iters", 1], ["--iters 1", "below iteration 2", "--iters 3"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(RESUME_CONTRADICTIONS))
+def test_a_resume_that_contradicts_the_run_is_refused(data, tmp_path, case):
+    """A resume continues the run as it was started: an option that would change it is one
+    line naming the option, the run's value and the given one, and the folder stays as it was."""
+    extra, words = RESUME_CONTRADICTIONS[case]
+    run_dir = tmp_path / "run"
+    shutil.copytree(data["run"], run_dir)
+    before = files_of(run_dir)
+    r = run("apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 4, "--resume",
+            *extra(data, tmp_path))
+    assert_fails_cleanly(r, *words)
+    assert files_of(run_dir) == before
+
+
+@pytest.mark.slow
+def test_a_resume_keeps_the_runs_own_settings(data, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(data["run"], run_dir)
+    assert json.loads((run_dir / "run.json").read_text())["base_lr"] == 1e-6
+    args = train_args(data["groups"], data["root"], run_dir)
+    without_lr = args[:args.index("--base-lr")]
+    r = run("apps.train", *without_lr, "--iters", 2, "--resume")     # where it is already
+    assert r.returncode == 0 and "nothing to do" in r.stderr, r.stderr
+    r = run("apps.train", *without_lr, "--iters", 3, "--resume")     # the run's lr, not the solver file's
+    assert r.returncode == 0, r.stderr
+    assert "base_lr: 1e-06" in (run_dir / "solver.prototxt").read_text()
+    # a run made before runs kept a record takes what is given
+    (run_dir / "run.json").unlink()
+    r = run("apps.train", *args, "--iters", 4, "--resume", "--seed", 7)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((run_dir / "latest.json").read_text())["iter"] == 4
 
 
 def _groups_twice(path, _data_root=None):
