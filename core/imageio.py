@@ -3,11 +3,7 @@
 Images come back as uint8 BGR (H, W, 3) whatever is on disk (grayscale, alpha, palette, 16-bit);
 masks as float32 (H, W) in [0, 1] whatever their encoding (1-bit, 0/255, 0/1, palette, JPEG).
 """
-import contextlib
-import os
-import re
-import tempfile
-import threading
+import zlib
 
 import cv2
 import numpy as np
@@ -24,6 +20,7 @@ def is_image_file(path):
 
 
 TAIL = 4096   # the end of a file that encoded_data_complete needs
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def encoded_data_complete(head, tail):
@@ -33,7 +30,7 @@ def encoded_data_complete(head, tail):
     if head[:3] == b"\xff\xd8\xff":
         eoi = tail.rfind(b"\xff\xd9")
         return eoi >= 0 and tail.rfind(b"\xff\xda") < eoi
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
+    if head[:8] == PNG_SIGNATURE:
         return b"IEND" in tail[-16:]
     return True
 
@@ -58,9 +55,12 @@ def decode_file(path, flags=cv2.IMREAD_UNCHANGED):
         raise UserError(f"{path}: empty file")
     if not encoded_data_complete(buf[:16].tobytes(), buf[-TAIL:].tobytes()):
         raise UserError(f"{path}: truncated file (its data stops before the end of the image)")
+    if buf[:8].tobytes() == PNG_SIGNATURE:
+        damage = png_damage(buf)
+        if damage:
+            raise UserError(f"{path}: not a readable image (damaged PNG: {damage})")
     try:
-        with _library_lines_dropped():
-            img = cv2.imdecode(buf, flags)
+        img = cv2.imdecode(buf, flags)
     except cv2.error as e:
         raise UserError(f"{path}: not a readable image ({_decoder_refusal(e)})") from None
     if img is None:
@@ -68,56 +68,28 @@ def decode_file(path, flags=cv2.IMREAD_UNCHANGED):
     return img
 
 
-# libpng prints its own lines on fd 2 ("libpng error: IDAT: CRC error", "libpng warning:
-# iCCP: ...") besides returning the failure; the user gets one line, ours.
-_LIBRARY_LINE = re.compile(rb"libpng (error|warning): ")
-_fd2 = {"users": 0, "saved": None, "capture": None}
-_fd2_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _library_lines_dropped():
-    """fd 2 goes to a temporary file during the block; then everything written there but
-    libpng's lines is passed on, so that another thread's message (or Caffe's) that came
-    meanwhile is only delayed, not lost. Decodes in several threads share one redirection, the
-    last one out puts fd 2 back. Without fd 2 or a temporary file, nothing is redirected."""
-    with _fd2_lock:
-        if _fd2["users"] == 0:
-            _redirect_fd2()
-        _fd2["users"] += 1
-    try:
-        yield
-    finally:
-        with _fd2_lock:
-            _fd2["users"] -= 1
-            if _fd2["users"] == 0 and _fd2["saved"] is not None:
-                _restore_fd2()
-
-
-def _redirect_fd2():
-    capture = None
-    try:
-        capture = tempfile.TemporaryFile()
-        saved = os.dup(2)
-    except OSError:
-        if capture is not None:
-            capture.close()
-        return
-    os.dup2(capture.fileno(), 2)
-    _fd2.update(saved=saved, capture=capture)
-
-
-def _restore_fd2():
-    saved, capture = _fd2["saved"], _fd2["capture"]
-    _fd2.update(saved=None, capture=None)
-    os.dup2(saved, 2)
-    os.close(saved)
-    with capture:
-        capture.seek(0)
-        kept = b"".join(x for x in capture.read().splitlines(keepends=True) if not _LIBRARY_LINE.match(x))
-    with contextlib.suppress(OSError):
-        while kept:
-            kept = kept[os.write(2, kept):]
+def png_damage(data):
+    """Where a PNG's critical chunks (IHDR, PLTE, IDAT, IEND) are damaged, in words, or None.
+    libpng prints its own "libpng error: IDAT: CRC error" line on stderr besides the failure it
+    returns to OpenCV: such a file is refused before it is decoded, so the user gets one line,
+    ours. A damaged ancillary chunk is left to libpng, which drops it (with a warning).
+    data: the file's bytes (bytes or a uint8 array)."""
+    data = memoryview(data).cast("B")
+    pos = len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = bytes(data[pos + 4:pos + 8])
+        end = pos + 12 + length
+        name = kind.decode("latin-1")
+        if end > len(data):
+            return f"chunk {name} runs past the end of the file"
+        critical = kind[:1].isupper()
+        if critical and zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            return f"CRC error in chunk {name}"
+        if kind == b"IEND":
+            return None
+        pos = end
+    return "no IEND chunk"
 
 
 def _decoder_refusal(err):
