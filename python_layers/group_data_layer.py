@@ -151,8 +151,10 @@ class GroupLoader:
             with self._lock:
                 if key not in self._warned:
                     self._warned.add(key)
-                    print(f"warning: {mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, image "
-                          f"{img.shape[1]}x{img.shape[0]}; resizing both to {w}x{h}", file=sys.stderr)
+                    # one write: print() writes the text and the newline apart, and the main
+                    # thread's lines may come between them
+                    sys.stderr.write(f"warning: {mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, image "
+                                     f"{img.shape[1]}x{img.shape[0]}; resizing both to {w}x{h}\n")
         pair = (image_to_blob(img, h, w, self.p["mean"]), mask_to_blob(mask, h, w))
         if self._cache is not None:
             self._cache[key] = pair
