@@ -47,6 +47,7 @@ from core.netcheck import TWO_HISTORIES, check_solver, solver_type
 from core.outputs import (STAGING_PREFIX, atomic_path, atomic_write_bytes, atomic_write_text,
                           check_space, prepare_out_dir, write_together)
 from core.plotting import pyplot
+from core.progress import say
 from core.surgery import check_vgg16, init_bilinear, single_to_group, transplant_vgg16
 
 
@@ -558,15 +559,14 @@ def loop(solver, run, args, max_iter, val, stop, kind, ratios):
         if it % args.log_every == 0 or it == max_iter:
             rate = (it - it0) / max(time.time() - t0, 1e-9)
             eta = (max_iter - it) / rate if rate > 0 else 0
-            print(f"iter {it}/{max_iter}  loss {np.mean(recent):.4g}  {rate:.2f} it/s  ETA {fmt_time(eta)}",
-                  file=sys.stderr)
+            say(f"iter {it}/{max_iter}  loss {np.mean(recent):.4g}  {rate:.2f} it/s  ETA {fmt_time(eta)}")
             stalled = ratios.record(solver.net, it, loss)
             if stalled:
-                print(f"warning: {stalled}", file=sys.stderr)
+                say(f"warning: {stalled}")
         if val and it % args.val_every == 0:
             mae, mf = validate(val[0], val[1], args.val_groups)
             run.append(run.val_csv, ("iter", "MAE", "mF"), (it, f"{mae:.5f}", f"{mf:.5f}"))
-            print(f"iter {it}  validation MAE {mae:.4f}  mF {mf:.4f}", file=sys.stderr)
+            say(f"iter {it}  validation MAE {mae:.4f}  mF {mf:.4f}")
         if it % args.snapshot_every == 0 and it < max_iter:
             run.snapshot(solver, args.model, kind)
             run.plot()
@@ -578,8 +578,8 @@ def train(args):
     run, latest, created, args = open_run(args)
     start = latest["iter"] if latest else 0
     if start and total_iterations(args) == start:
-        print(f"{args.out}: at iteration {start} already: nothing to do (give a larger --iters to "
-              "continue it)", file=sys.stderr)
+        say(f"{args.out}: at iteration {start} already: nothing to do (give a larger --iters to "
+            "continue it)")
         return 0
 
     with removed_if_start_fails(run.out, created):
@@ -592,7 +592,7 @@ def train(args):
             solver, net, solver_param = build_solver(args, run, start, scratch)
             kind = solver_type(solver_param)
             check_space(run.out, run.snapshot_bytes(solver.net, kind), "a snapshot")
-            print(start_weights(solver, solver_param, args, run, latest, scratch), file=sys.stderr)
+            say(start_weights(solver, solver_param, args, run, latest, scratch))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         # only now: the solver was built and restored
@@ -608,11 +608,10 @@ def train(args):
             run.plot()
             ratios.plot()
             if stop.signal is None:
-                print(f"snapshot at iteration {it}: {os.path.join(args.out, 'weights.caffemodel')}",
-                      file=sys.stderr)
+                say(f"snapshot at iteration {it}: {os.path.join(args.out, 'weights.caffemodel')}")
     if stop.signal is not None:
-        print(f"stopped by signal {stop.signal} at iteration {solver.iter} (snapshot written); "
-              "continue with --resume", file=sys.stderr)
+        say(f"stopped by signal {stop.signal} at iteration {solver.iter} (snapshot written); "
+            "continue with --resume")
         return 128 + stop.signal
     return 0
 
@@ -632,7 +631,7 @@ def main(argv=None):
     try:
         code = train(args)
     except Terminated:    # the run folder as before: its scratch files removed on the way out
-        print("terminated", file=sys.stderr)
+        say("terminated")
         code = 128 + signal.SIGTERM
     sys.exit(code)
 

@@ -12,6 +12,13 @@ import time
 from .errors import UserError
 
 
+def say(text):
+    """One line on stderr in one write: print() writes the text and the newline apart, and a line
+    another thread prints meanwhile (a data layer's warning) would land between them."""
+    sys.stderr.write(f"{text}\n")
+    sys.stderr.flush()
+
+
 def _fmt(s):
     s = int(s)
     return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -46,7 +53,7 @@ class _Lines:
                 s += f", {_fmt(el)}, ETA {_fmt(el / self.n * (self.total - self.n))}"
         else:
             s += f" {self.unit}, {_fmt(el)}"
-        print(s, file=sys.stderr, flush=True)
+        say(s)
 
     def close(self):
         pass

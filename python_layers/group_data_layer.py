@@ -30,7 +30,6 @@ import collections
 import concurrent.futures
 import json
 import os
-import sys
 import threading
 
 import caffe
@@ -38,6 +37,7 @@ import numpy as np
 
 from core.errors import UserError
 from core.grouplist import read_group_list
+from core.progress import say
 from core.imageio import read_image, read_mask
 from core.inputs import check_input_file, check_input_folder
 from core.preprocess import VGG_MEAN_BGR, image_to_blob, mask_to_blob
@@ -151,10 +151,8 @@ class GroupLoader:
             with self._lock:
                 if key not in self._warned:
                     self._warned.add(key)
-                    # one write: print() writes the text and the newline apart, and the main
-                    # thread's lines may come between them
-                    sys.stderr.write(f"warning: {mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, image "
-                                     f"{img.shape[1]}x{img.shape[0]}; resizing both to {w}x{h}\n")
+                    say(f"warning: {mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, image "
+                        f"{img.shape[1]}x{img.shape[0]}; resizing both to {w}x{h}")
         pair = (image_to_blob(img, h, w, self.p["mean"]), mask_to_blob(mask, h, w))
         if self._cache is not None:
             self._cache[key] = pair
