@@ -24,6 +24,7 @@ import numpy as np
 from apps.pipeline import Steps, evaluate, predict, runs_folder, train_stage
 from core.args import caffe_seed, positive_int, positive_iterations
 from core.errors import cli
+from core.inputs import read_json_file
 from core.layout import MODELS, run_dir
 from core.outputs import write_together
 from core.plotting import pyplot
@@ -66,8 +67,7 @@ def train_seed(steps, roots, lists, n, seed):
 def evaluate_seed(steps, test_root, weights):
     """Maps of the test split from each model, evaluated; returns the seed's results.json."""
     predict(steps, "synthetic", test_root, weights, engine="opencv", tiny=True)
-    with open(evaluate(steps, "synthetic", test_root) / "results.json") as f:
-        return json.load(f)
+    return read_json_file(evaluate(steps, "synthetic", test_root) / "results.json", "results file")
 
 
 def methods_of(results):

@@ -28,6 +28,7 @@ import time
 from core.args import positive_int, positive_iterations, switch
 from core.device import check_gpu, parse_gpu
 from core.errors import BROKEN_PIPE, INTERRUPTED, UserError, cli
+from core.inputs import read_json_file
 from core.outputs import atomic_write_text
 from core.layout import (DATASET_FOLDERS, MODELS, PROJECT_ROOT, TABLE1_DATASETS, TRAINING_DATASET,
                          dataset_root, eval_dir, maps_dir, model_files, run_dir, table_dir)
@@ -114,9 +115,8 @@ class Steps:
         if os.path.lexists(path) and not os.path.isfile(path):
             raise UserError(f"{path}: not a step record (a folder or other non-file); remove it")
         try:
-            with open(path, encoding="utf-8") as f:
-                stamp = json.load(f)
-        except (OSError, ValueError):
+            stamp = read_json_file(path, "step record")
+        except UserError:
             return None
         return stamp if isinstance(stamp, dict) and isinstance(stamp.get("argv"), list) else None
 
@@ -429,8 +429,7 @@ def cmd_demo(args):
     weights = {m: run_dir(steps.runs, m) / "weights.caffemodel" for m in ("group", "single")}
     predict(steps, "synthetic", syn / "test", weights, engine="opencv", tiny=True)
     out = evaluate(steps, "synthetic", syn / "test")
-    with open(out / "results.json") as f:
-        print(verdict(json.load(f)), file=sys.stderr)
+    print(verdict(read_json_file(out / "results.json", "results file")), file=sys.stderr)
     print(f"demo finished in {(time.time() - t0) / 60:.1f} min; figures in {os.path.relpath(out)}", file=sys.stderr)
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from core.args import caffe_rate, caffe_seed, iterations, non_negative_int, positive_int
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli, sigint_ignored
-from core.inputs import check_input_file, check_input_folder, read_input_text
+from core.inputs import check_input_file, check_input_folder, read_input_text, read_json_file
 from core.layout import MODELS, SCORE_LAYER, model_files
 from core.netio import (caffe, caffe_path, caffe_pb2, check_net, check_weights_file, check_weights_path, load_net,
                         read_prototxt, read_solver, read_solverstate, read_weights, restore)
@@ -107,14 +107,13 @@ class RunFolder:
     def latest(self):
         if not os.path.exists(self.latest_path):
             return None
-        text = read_input_text(self.latest_path, "snapshot pointer")
+        latest = read_json_file(self.latest_path, "snapshot pointer")
         try:
-            latest = json.loads(text)
             if not isinstance(latest, dict):
                 raise TypeError("not a JSON object")
             latest = {k: latest[k] for k in ("iter", "caffemodel", "solverstate")}
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            reason = e.strerror if isinstance(e, OSError) else f"no {e}" if isinstance(e, KeyError) else e
+        except (KeyError, TypeError) as e:
+            reason = f"no {e}" if isinstance(e, KeyError) else e
             raise UserError(f"{self.latest_path}: not a snapshot pointer of apps.train ({reason})") from None
         it = latest["iter"]
         if not isinstance(it, int) or isinstance(it, bool) or it < 0:

@@ -17,7 +17,7 @@ import numpy as np
 
 from core.args import positive_int
 from core.errors import UserError
-from core.inputs import read_input_text
+from core.inputs import read_json_file
 from core.outputs import atomic_write_text, prepare_out_dir
 from core.progress import progress as progress_bar
 from core.workers import ignore_interrupts, interrupts_deferred, shut_down, worker_count
@@ -110,11 +110,7 @@ def prepare_out(out, settings, run_file, force=False, resume=False):
                                        flag="--force to overwrite or --resume to finish an interrupted run"))
     path = out / run_file
     if resume and os.path.lexists(path):
-        text = read_input_text(path, "previous run's settings")
-        try:
-            previous = json.loads(text)
-        except ValueError as e:
-            raise UserError(f"{path}: cannot read the previous run's settings ({e})") from None
+        previous = read_json_file(path, "previous run's settings")
         if previous != settings:
             raise UserError(f"{path}: the maps there were made with {previous}, "
                             f"not {settings}; use --force or another --out")

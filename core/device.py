@@ -18,13 +18,13 @@ import argparse
 import ctypes
 import dataclasses
 import importlib.util
-import json
 import pathlib
 import re
 import struct
 from typing import Optional
 
 from core.errors import UserError, cli
+from core.inputs import read_json_file
 
 CUDA_LIBS = re.compile(r"^lib(cudart|cublas|curand)\.so(\.\d+)*$")
 BUILD_INFO = "gwd-caffe-build.json"
@@ -148,11 +148,11 @@ def caffe_build(caffe_dir=None):
     arch_bin = arch_ptx = ()
     info = caffe_dir.parent / BUILD_INFO
     if cuda_libs and info.is_file():
+        meta = read_json_file(info, "build information")
         try:
-            meta = json.loads(info.read_text())
             arch_bin = tuple(int(a.split("(")[0]) for a in meta["cuda_arch_bin"].split())
             arch_ptx = tuple(int(a) for a in meta["cuda_arch_ptx"].split())
-        except (ValueError, KeyError, AttributeError) as e:
+        except (ValueError, KeyError, AttributeError, TypeError) as e:
             raise UserError(f"{info}: unreadable build information ({e}); rebuild with make caffe-cuda")
     return CaffeBuild(caffe_dir, cuda_libs, major, arch_bin, arch_ptx)
 

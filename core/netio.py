@@ -5,7 +5,6 @@ process. Everything that can go wrong for a user mistake is checked here first, 
 reported as a one-line UserError naming the file.
 """
 import importlib
-import json
 import os
 
 os.environ.setdefault("GLOG_minloglevel", "2")   # before caffe loads glog: keep its INFO spam off
@@ -16,7 +15,7 @@ from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
 from .errors import UserError  # noqa: E402
-from .inputs import check_input_file, read_input_bytes, read_input_text  # noqa: E402
+from .inputs import check_input_file, parse_json, read_input_bytes, read_input_text  # noqa: E402
 from .netcheck import check_shapes, check_solver, check_solverstate, learnable_shapes, solver_type  # noqa: E402
 
 PHASES = {"train": caffe.TRAIN, "test": caffe.TEST}
@@ -76,10 +75,7 @@ def _check_python_layer(layer, path, phase):
         return
     if layer.bottom:
         raise UserError(f"{where}: GroupDataLayer takes no bottoms")
-    try:
-        p = json.loads(layer.python_param.param_str or "{}")
-    except json.JSONDecodeError as e:
-        raise UserError(f"{where}: param_str is not valid JSON ({e.msg} at column {e.colno})") from None
+    p = parse_json(layer.python_param.param_str or "{}", f"{where}: param_str")
     if not isinstance(p, dict):
         raise UserError(f"{where}: param_str must be a JSON object")
     if phase != "train":        # a train net's list and root are filled in by apps.train

@@ -65,7 +65,7 @@ import numpy as np
 
 from core.errors import UserError
 from core.imageio import write_png
-from core.inputs import read_input_text
+from core.inputs import read_json_file
 from core.outputs import atomic_write_text
 from core.progress import progress as progress_bar
 from core.workers import available_cpus, ignore_interrupts, interrupts_deferred, shut_down, worker_count
@@ -509,8 +509,8 @@ def generate(out, config, train_groups, test_groups, workers=None, progress=True
     interrupted = [s for s in SPLITS if incomplete_mark(out / s) is not None]     # a run of ours
     if mpath.exists():
         try:
-            old = json.loads(read_input_text(mpath, "manifest"))
-        except (UserError, ValueError):
+            old = read_json_file(mpath, "manifest")
+        except UserError:
             old = None
         if not isinstance(old, dict) or old.get("generator") != GENERATOR:
             raise UserError(f"{mpath}: not a manifest of this generator; choose another --out")

@@ -362,7 +362,8 @@ def test_a_damaged_step_record_is_not_finished_maps(tmp_path):
     (stamps / "CBCS.json").write_text('{"argv": ["baselines.cbcs"]}')
     (stamps / "CSHS.json").write_text('{"argv": [')
     (stamps / "Ours.json").write_text("[]")
-    for name in ("CBCS", "CSHS", "Ours"):
+    (stamps / "Deep.json").write_text("[" * 100000 + "]" * 100000)     # a RecursionError to json
+    for name in ("CBCS", "CSHS", "Ours", "Deep"):
         (tmp_path / "maps" / "icoseg" / name).mkdir(parents=True)
     assert list(Steps(tmp_path).finished_maps("icoseg")) == ["CBCS"]
 
@@ -524,7 +525,7 @@ DEPLOY_EDITS = {   # id: (old, new, words of the message)
         "dim: 128 } }\n}",
         'dim: 128 } }\n}\nlayer { name: "gd" type: "Python" top: "x1" top: "x2" python_param { module: '
         '"python_layers.group_data_layer" layer: "GroupDataLayer" param_str: "{not json" } }',
-        ["'gd'", "param_str is not valid JSON"]),
+        ["'gd'", "param_str: not valid JSON"]),
     "two layers of one name": ('name: "conv1_2" type: "Convolution"', 'name: "conv1_1" type: "Convolution"',
                                ["conv1_1", "unique"]),
     # third pass
@@ -687,6 +688,87 @@ def test_train_with_a_damaged_input_file(data, tmp_path, damage):
             files["solver"], "--iters", 1)
     assert_fails_cleanly(r, files[which], *words)
     assert not (tmp_path / "run").exists()      # a failed start leaves nothing new
+
+
+# JSON that the json module refuses other than with a JSONDecodeError: nesting deeper than the
+# recursion limit (RecursionError) and an integer over Python's digit limit (a plain ValueError)
+JSON_UNPARSABLE = {"nested too deeply": ("[" * 100000 + "]" * 100000, "nested too deeply"),
+                   "a 5000-digit number": ('{"format": ' + "1" * 5000 + "}", "more than 4300 digits")}
+
+
+def _json_train_list(data, tmp_path, text):
+    path = tmp_path / "groups.jsonl"
+    path.write_text(pathlib.Path(data["groups"]).read_text() + text + "\n")
+    return ["apps.train", *train_args(path, data["root"], tmp_path / "run"), "--iters", 1], f"{path}:3", True
+
+
+def _json_latest(data, tmp_path, text):
+    run_dir = tmp_path / "run"
+    shutil.copytree(data["run"], run_dir)
+    (run_dir / "latest.json").write_text(text)
+    return ["apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 4, "--resume"], \
+        run_dir / "latest.json", True
+
+
+def _json_results(data, tmp_path, text):
+    (tmp_path / "results.json").write_text(text)
+    return ["eval", "table", "--results", tmp_path / "results.json", "--out", tmp_path / "t"], \
+        tmp_path / "results.json", True
+
+
+def _json_cbcs_run(data, tmp_path, text):
+    out = tmp_path / "maps"
+    _cbcs(out, data)
+    (out / "cbcs_run.json").write_text(text)
+    return ["baselines.cbcs", "--dataset", "icoseg", "--root", data["root"], "--out", out, "--workers", 1,
+            "--resume"], out / "cbcs_run.json", True
+
+
+def _json_incomplete_mark(data, tmp_path, text):
+    root = copy_dataset(data, tmp_path)
+    (root / ".incomplete.json").write_text(text)       # damaged: still the mark of a stopped run
+    return ["data_prep", "summary", "--dataset", "icoseg", "--root", root], root, False
+
+
+def _json_manifest(data, tmp_path, text):
+    out = tmp_path / "syn"
+    out.mkdir()
+    (out / "manifest.json").write_text(text)
+    return ["data_prep", "synthetic", "--out", out, "--train-groups", 1, "--test-groups", 1, "--workers", 1], \
+        out / "manifest.json", False
+
+
+def _json_coco_annotations(data, tmp_path, text):
+    (tmp_path / "coco").mkdir()
+    (tmp_path / "ann.json").write_text(text)
+    return ["data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", tmp_path / "ann.json",
+            "--out", tmp_path / "o"], tmp_path / "ann.json", True
+
+
+def _json_param_str(data, tmp_path, text):
+    layer = ('layer { name: "gd" type: "Python" top: "x1" top: "x2" python_param { module: '
+             f'"python_layers.group_data_layer" layer: "GroupDataLayer" param_str: {json.dumps(text)} }} }}')
+    proto = edited(tmp_path, TINY_GROUP.deploy, "dim: 128 } }\n}", "dim: 128 } }\n}\n" + layer)
+    return ["apps.predict", "--weights", data["weights"]["group"], "--prototxt", proto, "--dataset", "icoseg",
+            "--root", data["root"], "--out", tmp_path / "o", "--quiet"], proto, True
+
+
+JSON_READERS = {   # id: setup(data, tmp_path, text) -> (argv, what the message names, whether it says why)
+    "group list line": _json_train_list, "latest.json": _json_latest, "results.json": _json_results,
+    "cbcs_run.json": _json_cbcs_run, ".incomplete.json": _json_incomplete_mark,
+    "synthetic manifest.json": _json_manifest, "COCO annotations": _json_coco_annotations,
+    "data layer param_str": _json_param_str,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", sorted(JSON_UNPARSABLE))
+@pytest.mark.parametrize("reader", sorted(JSON_READERS))
+def test_json_that_python_cannot_parse_is_one_error_line(data, tmp_path, reader, damage):
+    text, why = JSON_UNPARSABLE[damage]
+    argv, named, says_why = JSON_READERS[reader](data, tmp_path, text)
+    r = run(*argv)
+    assert_fails_cleanly(r, named, *([why] if says_why else []))
 
 
 @pytest.mark.slow
