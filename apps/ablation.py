@@ -13,7 +13,6 @@ OpenCV DNN and evaluated like the demo's; the table gives the mean over seeds an
 (min-max), the figure the PR curves (mean over seeds, each seed thin). Rerunning skips finished
 steps, as `make demo` does.
 """
-import argparse
 import json
 import os
 import sys
@@ -22,7 +21,7 @@ import time
 import numpy as np
 
 from apps.pipeline import Steps, evaluate, predict, runs_folder, train_stage
-from core.args import caffe_seed, positive_int, positive_iterations
+from core.args import ArgumentParser, caffe_seed, positive_int, positive_iterations
 from core.errors import cli
 from core.inputs import read_json_file
 from core.layout import MODELS, run_dir
@@ -149,7 +148,7 @@ def run_ablation(args):
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="python -m apps.ablation", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m apps.ablation", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default="runs/ablation", help="output folder (default runs/ablation)")
     ap.add_argument("--iters", type=positive_iterations,
                     help=f"N: iterations of each stage (default {ABLATION['iters']})")

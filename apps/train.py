@@ -19,7 +19,6 @@ has been built and restored. A run folder can be moved or copied: --resume resto
 folder's own caffemodel, whatever path the solverstate remembers. A snapshot is pointed to only
 once both of its files are complete and read back.
 """
-import argparse
 import contextlib
 import csv
 import json
@@ -33,7 +32,7 @@ import time
 
 import numpy as np
 
-from core.args import caffe_rate, caffe_seed, iterations, non_negative_int, positive_int
+from core.args import ArgumentParser, caffe_rate, caffe_seed, iterations, non_negative_int, positive_int
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli, sigint_ignored
 from core.inputs import check_input_file, check_input_folder, read_input_text, read_json_file
@@ -270,7 +269,7 @@ def init_weights(net, args):
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="python -m apps.train", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m apps.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=sorted(MODELS), required=True,
                     help="single (Ours-S), group (the paper's group model) or group_plus (Ours+, not the paper's)")
     ap.add_argument("--tiny", action="store_true", help="the narrow CPU variant (prototxt/tiny)")

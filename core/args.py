@@ -1,7 +1,33 @@
 """Argument types that reject settings that make no sense, up front and with the valid range
-(argparse then prints "error: argument --workers: ... got 0" and exits with status 2)."""
+(argparse then prints "error: argument --workers: ... got 0" and exits with status 2), and the
+parser every command uses (ArgumentParser)."""
 import argparse
 import math
+
+
+def non_empty(text):
+    """The type of every option that takes text (a path, a name): an empty value, which a path
+    would take as the current folder (`--out ""`, a make variable left empty), is refused."""
+    if text == "":
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+non_empty.__name__ = "a non-empty value"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose options without a type of their own are `non_empty`; its
+    sub-commands' parsers and argument groups share the rule."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("type", None, non_empty)    # what argparse calls for an option of no type
+
+    def add_subparsers(self, **kwargs):
+        commands = super().add_subparsers(**kwargs)
+        commands.type = str     # it is given the rest of the command line, the sub-command's to check
+        return commands
 
 
 def number_in(lo=None, hi=None, kind=int, lo_open=False):

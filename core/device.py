@@ -23,6 +23,7 @@ import re
 import struct
 from typing import Optional
 
+from core.args import ArgumentParser
 from core.errors import UserError, cli
 from core.inputs import read_json_file
 
@@ -273,6 +274,14 @@ def parse_gpu(gpu):
     return g if g >= 0 else None
 
 
+def gpu_option(text):
+    """The argparse type of every command's --gpu (parse_gpu)."""
+    try:
+        return parse_gpu(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def check_gpu(device_id, caffe_dir=None):
     """Make sure Caffe can run on GPU `device_id`, without calling Caffe's GPU code.
 
@@ -321,8 +330,8 @@ def select_mode(gpu=None, caffe_dir=None):
 
 @cli
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m core.device", description=__doc__.split("\n")[0])
-    ap.add_argument("--gpu", default=None, help="check this GPU id (exit status 2 when unusable)")
+    ap = ArgumentParser(prog="python -m core.device", description=__doc__.split("\n")[0])
+    ap.add_argument("--gpu", type=gpu_option, help="check this GPU id (exit status 2 when unusable)")
     args = ap.parse_args(argv)
     g = parse_gpu(args.gpu)
     if g is not None:

@@ -35,7 +35,7 @@ import numpy as np
 from core.errors import UserError
 from core.imageio import write_png
 from core.inputs import check_input_file, check_input_folder, read_json_file
-from core.outputs import atomic_write_bytes, atomic_write_text
+from core.outputs import atomic_write_bytes, atomic_write_text, prepare_out_dir
 from core.progress import progress as progress_bar
 
 from .datasets import INCOMPLETE, being_written, incomplete_mark
@@ -201,6 +201,7 @@ def build_coco9213(coco_root, annotations, out_dir, n_groups=65, n_images=9213,
             raise UserError(f"{option} {value} makes no sense; valid: {valid}")
     params = {"annotations": pathlib.Path(annotations).name, "n_groups": n_groups,
               "n_images": n_images, "min_fraction": min_fraction}
+    prepare_out_dir(out_dir, force=True)      # before the annotations, the long part, are read
     _refuse_another_build(out_dir, params)
     m = re.match(r"instances_(.+)\.json$", pathlib.Path(annotations).name)
     split = m.group(1) if m else ""

@@ -66,7 +66,7 @@ import numpy as np
 from core.errors import UserError
 from core.imageio import write_png
 from core.inputs import read_json_file
-from core.outputs import atomic_write_text
+from core.outputs import atomic_write_text, prepare_out_dir
 from core.progress import progress as progress_bar
 from core.workers import available_cpus, ignore_interrupts, interrupts_deferred, shut_down, worker_count
 
@@ -502,7 +502,7 @@ def generate(out, config, train_groups, test_groups, workers=None, progress=True
     config.validate()
     if train_groups < 0 or test_groups < 0:
         raise UserError("group counts must not be negative")
-    out = pathlib.Path(out)
+    out = pathlib.Path(prepare_out_dir(out, force=True))   # its own files are checked below
     manifest = manifest_for(config, train_groups, test_groups)
     mpath = out / "manifest.json"
     old = None

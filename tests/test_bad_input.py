@@ -2142,6 +2142,38 @@ def test_a_runs_folder_that_is_empty_or_the_project_is_refused(argv):
     assert sorted(os.listdir(ROOT)) == before
 
 
+# Every option that takes a path, per command: an empty value meant the current folder (maps,
+# a run folder, a dataset written into it) or failed after the work naming no file.
+EMPTY_PATH_OPTIONS = {
+    "apps.predict": ["--out", "--weights", "--images", "--root", "--prototxt"],
+    "apps.train": ["--out", "--train-list", "--data-root", "--solver", "--init", "--vgg16", "--from-single",
+                   "--val-list", "--val-root"],
+    "eval": ["--out", "--root", "--method"], "eval table": ["--results", "--out"],
+    "baselines.cbcs": ["--out", "--root"], "baselines.cshs": ["--out", "--root"],
+    "data_prep synthetic": ["--out"], "data_prep coco9213": ["--out", "--annotations", "--coco-root"],
+    "data_prep groups": ["--out", "--root"], "data_prep train-groups": ["--out", "--cache", "--root"],
+    "data_prep descriptors": ["--out"], "data_prep summary": ["--root"], "data_prep msrc-convert": ["--root", "--out"],
+    "apps.gpu_check": ["--data", "--out", "--write-bundle"], "apps.ablation": ["--runs"],
+    "apps.pipeline train": ["--runs", "--data-root", "--vgg16"], "apps.pipeline eval": ["--root", "--group-weights"],
+}
+EMPTY_PATH_CASES = [(c, o) for c, options in EMPTY_PATH_OPTIONS.items() for o in options]
+
+
+@pytest.mark.parametrize("command,option", EMPTY_PATH_CASES, ids=[f"{c} {o}" for c, o in EMPTY_PATH_CASES])
+def test_an_empty_path_is_refused_naming_the_option(tmp_path, command, option):
+    r = subprocess.run([sys.executable, "-m", *command.split(), option, ""], capture_output=True, text=True,
+                       cwd=tmp_path, env=ENV, timeout=120)
+    assert_fails_cleanly(r, f"argument {option}", "must not be empty")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("what", ["folder", "file"])
+def test_the_output_checks_refuse_an_empty_path(what):
+    from core.outputs import prepare_out_dir, prepare_out_file
+    with pytest.raises(UserError, match="an empty path"):
+        (prepare_out_dir if what == "folder" else prepare_out_file)("")
+
+
 def test_ablation_runs_a_seed_or_placement_named_twice_once(monkeypatch, tmp_path):
     import apps.ablation as A
     done = []
