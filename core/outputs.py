@@ -225,9 +225,10 @@ def prepare_out_dir(out, force=False, may_hold=None, flag="--force"):
 
 
 def prepare_out_file(path):
-    """Check, before the work, that the output file `path` can be written (see prepare_out_dir)."""
+    """Check, before the work, that the output file `path` can be written (see prepare_out_dir):
+    a path that names a folder (an existing one, or ending in '/', '.' or '..') is refused."""
     path = _given(path, "file")
-    if os.path.isdir(path):
+    if os.path.isdir(path) or os.path.basename(path) in ("", ".", ".."):
         raise UserError(f"{path}: is a folder; give the name of the file to write")
     _refuse_special(path)
     _check_writable(path, os.path.dirname(os.path.abspath(path)))

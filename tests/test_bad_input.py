@@ -1138,6 +1138,24 @@ def test_an_output_file_that_is_a_fifo_is_left_alone(data, tmp_path, option):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", [".", "/", "new/", "new/.."])
+@pytest.mark.parametrize("option", ["groups --out", "train-groups --out", "train-groups --cache",
+                                    "descriptors --out"])
+def test_an_output_file_named_as_a_folder_is_refused(data, tmp_path, option, name):
+    """train-groups made its cache's name from such an --out before checking it (a traceback);
+    a name ending in '/' or '..' names a folder, made or not."""
+    command, flag = option.split()
+    argv = ["data_prep", command, "--dataset", "icoseg", "--root", data["root"], "--out", tmp_path / "g.jsonl"]
+    if command != "groups":
+        argv += ["--workers", 1]
+    given = name if name in (".", "/") else f"{tmp_path}/{name}"
+    r = subprocess.run([sys.executable, "-m", *map(str, with_option(argv, flag, given))], capture_output=True,
+                       text=True, cwd=tmp_path, env=ENV, timeout=60)
+    assert_fails_cleanly(r, given, "is a folder")
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.slow
 def test_training_on_a_full_disk_never_points_at_a_partial_snapshot(data, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(data["run"], run_dir)
