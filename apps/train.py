@@ -32,7 +32,8 @@ import time
 
 import numpy as np
 
-from core.args import ArgumentParser, caffe_rate, caffe_seed, iterations, non_negative_int, positive_int
+from core.args import ArgumentParser, caffe_rate, caffe_seed, iterations, positive_int
+from core.device import gpu_option
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli, sigint_ignored
 from core.inputs import check_input_file, check_input_folder, read_input_text, read_json_file
@@ -285,7 +286,7 @@ def parse_args(argv):
     init.add_argument("--from-single", help="trained Ours-S weights to start the group model or Ours+ from (stage 2)")
     init.add_argument("--init", help="weights of this same model to start from")
     ap.add_argument("--resume", action="store_true", help="continue from the run folder's latest snapshot")
-    ap.add_argument("--gpu", type=non_negative_int, help="GPU id (default: CPU)")
+    ap.add_argument("--gpu", type=gpu_option, help="GPU id (default, or -1: CPU)")
     ap.add_argument("--snapshot-every", type=positive_int, default=1000, help="iterations between snapshots")
     ap.add_argument("--log-every", type=positive_int, default=20, help="iterations between progress lines")
     ap.add_argument("--val-list", help="held-out group list for validation")

@@ -264,13 +264,16 @@ def gpu_memory_used(lib=None):
 
 
 def parse_gpu(gpu):
-    """GPU id from an int or a string ('' / None / negative: CPU, returned as None)."""
+    """GPU id from an int or a string; None for the CPU: nothing ('' or None) or -1, as Caffe's
+    tools take it. Any other negative number is a mistake, not the CPU."""
     if gpu is None or (isinstance(gpu, str) and gpu.strip() == ""):
         return None
     try:
         g = int(gpu)
     except (TypeError, ValueError):
-        raise UserError(f"GPU '{gpu}': expected a GPU number (0, 1, ...) or nothing for the CPU") from None
+        g = None
+    if g is None or g < -1:
+        raise UserError(f"GPU {str(gpu)!r}: expected a GPU number >= 0, or -1 or nothing for the CPU")
     return g if g >= 0 else None
 
 

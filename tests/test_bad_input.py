@@ -1580,6 +1580,8 @@ SETTINGS = [
     (["data_prep", "train-groups", "--neighbours", 0], "--neighbours", "[1, 999]"),
     (["apps.train", "--iters", 2 ** 31], "--iters", "[0, 2147483647]"),       # fifth pass: Caffe's int32
     (["apps.train", "--base-lr", "1e308"], "--base-lr", "(0, 3.4e+38]"),       # and float32
+    (["apps.train", "--gpu", -5], "--gpu", ">= 0, or -1"),                                 # -1 is the CPU
+    (["apps.predict", "--gpu", -5], "--gpu", ">= 0, or -1"),
 ]
 
 
@@ -1609,6 +1611,7 @@ STANDALONE_SETTINGS = [   # commands that need no dataset to refuse a setting: (
     (["apps.ablation", "--iters", 2 ** 31], "--iters", "[1, 2147483647]"),
     (["apps.pipeline", "train", "--iters", "abc"], "--iters", "[1, 2147483647], got 'abc'"),
     (["apps.pipeline", "train", "--iters", 2 ** 31], "--iters", "[1, 2147483647]"),
+    (["apps.pipeline", "train", "--gpu", -5], "--gpu", ">= 0, or -1"),
 ]
 
 
@@ -1628,6 +1631,12 @@ def test_standalone_settings_that_make_no_sense(tmp_path, argv, option, valid):
     r = run(*command, *rest, *argv[len(command):])
     assert_fails_cleanly(r, option, valid)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["apps.gpu_check", "core.device"])
+def test_a_negative_gpu_number_other_than_the_cpu_is_refused(command):
+    r = run(command, "--gpu", -5, timeout=60)
+    assert_fails_cleanly(r, "--gpu", ">= 0, or -1")
 
 
 MAKE_SWITCHES = [("train", "RESUME", "resume"), ("reproduce", "DRY_RUN", "dry_run")]
