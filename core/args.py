@@ -60,11 +60,13 @@ non_negative_int = number_in(0)
 positive_float = number_in(0, kind=float, lo_open=True)
 
 # What Caffe's fields hold: iteration counts are 32-bit ints, the seed an unsigned one, rates
-# 32-bit floats. A larger value overflows in protobuf (a ValueError) or turns into inf.
+# 32-bit floats. A larger value overflows in protobuf (a ValueError) or turns into inf; a rate
+# below float32's smallest normal number (1.1754944e-38, rounded up) becomes 0 or loses its
+# precision there.
 iterations = number_in(0, 2 ** 31 - 1)
 positive_iterations = number_in(1, 2 ** 31 - 1)
 caffe_seed = number_in(0, 2 ** 32 - 1)
-caffe_rate = number_in(0, 3.4e38, kind=float, lo_open=True)
+caffe_rate = number_in(1.1754944e-38, 3.4e38, kind=float)
 
 
 def switch(make_variable):

@@ -1567,7 +1567,7 @@ def test_a_dataset_whose_preparation_was_interrupted_is_refused_until_it_is_run_
 SETTINGS = [
     (["apps.train", "--iters", -1], "--iters", "[0, 2147483647]"),
     (["apps.train", "--iters", 0], "--iters 0", "1 or more"),      # a new run: nothing to snapshot
-    (["apps.train", "--base-lr", -0.1], "--base-lr", "(0, 3.4e+38]"),
+    (["apps.train", "--base-lr", -0.1], "--base-lr", "[1.1754944e-38, 3.4e+38]"),
     (["apps.train", "--snapshot-every", 0], "--snapshot-every", ">= 1"),
     (["apps.train", "--workers", 0], "--workers", ">= 1"),
     (["apps.train", "--seed", -1], "--seed", "[0, 4294967295]"),                 # third pass: Caffe's
@@ -1579,7 +1579,8 @@ SETTINGS = [
     (["data_prep", "train-groups", "--workers", 0], "--workers", ">= 1"),
     (["data_prep", "train-groups", "--neighbours", 0], "--neighbours", "[1, 999]"),
     (["apps.train", "--iters", 2 ** 31], "--iters", "[0, 2147483647]"),       # fifth pass: Caffe's int32
-    (["apps.train", "--base-lr", "1e308"], "--base-lr", "(0, 3.4e+38]"),       # and float32
+    (["apps.train", "--base-lr", "1e308"], "--base-lr", "[1.1754944e-38, 3.4e+38]"),       # and float32
+    (["apps.train", "--base-lr", "1e-50"], "--base-lr", "[1.1754944e-38, 3.4e+38]"),       # 0 in float32
     (["apps.train", "--gpu", -5], "--gpu", ">= 0, or -1"),                                 # -1 is the CPU
     (["apps.predict", "--gpu", -5], "--gpu", ">= 0, or -1"),
 ]
