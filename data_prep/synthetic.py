@@ -63,6 +63,7 @@ import sys
 import cv2
 import numpy as np
 
+from core.args import positive_int
 from core.errors import UserError
 from core.imageio import write_png
 from core.inputs import read_json_file
@@ -584,8 +585,8 @@ def register(subparsers):
                     "the whole group: every image holds the common object and distractors of "
                     "other classes with the same size, contrast and position statistics.")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--train-groups", type=int, default=2000, help="training groups (default 2000)")
-    p.add_argument("--test-groups", type=int, default=200, help="test groups (default 200)")
+    p.add_argument("--train-groups", type=positive_int, default=2000, help="training groups (default 2000)")
+    p.add_argument("--test-groups", type=positive_int, default=200, help="test groups (default 200)")
     p.add_argument("--size", default="128x256", help="image size HxW (default 128x256)")
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     p.add_argument("--classes", type=int, default=6, help=f"object classes, 3..{len(CLASSES)} (default 6)")

@@ -1612,6 +1612,8 @@ STANDALONE_SETTINGS = [   # commands that need no dataset to refuse a setting: (
     (["apps.ablation", "--iters", 2 ** 31], "--iters", "[1, 2147483647]"),
     (["apps.pipeline", "train", "--iters", "abc"], "--iters", "[1, 2147483647], got 'abc'"),
     (["apps.pipeline", "train", "--iters", 2 ** 31], "--iters", "[1, 2147483647]"),
+    (["data_prep", "synthetic", "--train-groups", 0], "--train-groups", ">= 1"),   # a split no reader takes
+    (["data_prep", "synthetic", "--test-groups", 0], "--test-groups", ">= 1"),
     (["apps.pipeline", "train", "--gpu", -5], "--gpu", ">= 0, or -1"),
 ]
 
