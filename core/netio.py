@@ -6,6 +6,7 @@ reported as a one-line UserError naming the file.
 """
 import importlib
 import os
+import sys
 
 os.environ.setdefault("GLOG_minloglevel", "2")   # before caffe loads glog: keep its INFO spam off
 
@@ -244,9 +245,20 @@ def caffe_path(path, what):
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        raise UserError(f"{path}: the {what}'s path is not UTF-8 text, which Caffe and OpenCV need; "
-                        "rename it, or copy it to a path that is") from None
+        raise UserError(_not_utf8_line(path, what)) from None
     return path
+
+
+def _not_utf8_line(path, what):
+    """The error for a path that is not UTF-8 text to Python: the cause is the name, or, when
+    its bytes are UTF-8, the locale, whose encoding is not (LC_ALL=C with PYTHONUTF8=0)."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return (f"{path}: the {what}'s path is not UTF-8 text, which Caffe and OpenCV need; "
+                "rename it, or copy it to a path that is")
+    return (f"{path}: the {what}'s path is UTF-8, but this locale's encoding is {sys.getfilesystemencoding()} "
+            "and Caffe and OpenCV need it as text; set a UTF-8 locale (LC_ALL=C.UTF-8) or PYTHONUTF8=1")
 
 
 def load_net(prototxt, weights=None, phase="test", require_all=True):

@@ -1901,6 +1901,20 @@ def test_eval_prints_its_table_on_an_ascii_only_stdout(data, tmp_path, locale):
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.slow
+def test_a_utf8_path_in_a_locale_that_is_not_is_blamed_on_the_locale(data, tmp_path):
+    """With LC_ALL=C and PYTHONUTF8=0 Python cannot decode a UTF-8 name: renaming a file whose
+    name is fine is not the advice."""
+    folder = tmp_path / "wéights"
+    folder.mkdir()
+    argv = with_option(commands(data, tmp_path / "out")["predict"], "--weights",
+                       shutil.copy(data["weights"]["single"], folder))
+    r = subprocess.run([sys.executable, "-m", *map(str, argv)], capture_output=True, errors="replace", cwd=ROOT,
+                       env=dict(ENV, LC_ALL="C", PYTHONUTF8="0"), timeout=300)
+    assert_fails_cleanly(r, "PYTHONUTF8=1", "UTF-8 locale")
+    assert "rename" not in r.stderr
+
+
 def _children(pid):
     """The pids whose parent is `pid` (from /proc)."""
     kids = []
