@@ -13,7 +13,6 @@ OpenCV DNN and evaluated like the demo's; the table gives the mean over seeds an
 (min-max), the figure the PR curves (mean over seeds, each seed thin). Rerunning skips finished
 steps, as `make demo` does.
 """
-import argparse
 import json
 import os
 import sys
@@ -22,8 +21,9 @@ import time
 import numpy as np
 
 from apps.pipeline import Steps, evaluate, predict, runs_folder, train_stage
-from core.args import caffe_seed, positive_int, positive_iterations
+from core.args import ArgumentParser, caffe_seed, positive_int, positive_iterations
 from core.errors import cli
+from core.inputs import read_json_file
 from core.layout import MODELS, run_dir
 from core.outputs import write_together
 from core.plotting import pyplot
@@ -66,8 +66,7 @@ def train_seed(steps, roots, lists, n, seed):
 def evaluate_seed(steps, test_root, weights):
     """Maps of the test split from each model, evaluated; returns the seed's results.json."""
     predict(steps, "synthetic", test_root, weights, engine="opencv", tiny=True)
-    with open(evaluate(steps, "synthetic", test_root) / "results.json") as f:
-        return json.load(f)
+    return read_json_file(evaluate(steps, "synthetic", test_root) / "results.json", "results file")
 
 
 def methods_of(results):
@@ -149,7 +148,7 @@ def run_ablation(args):
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="python -m apps.ablation", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m apps.ablation", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default="runs/ablation", help="output folder (default runs/ablation)")
     ap.add_argument("--iters", type=positive_iterations,
                     help=f"N: iterations of each stage (default {ABLATION['iters']})")

@@ -16,7 +16,6 @@ Prints one table; exit status 0 only when every line passes (1 otherwise). Lines
 Bad input (a CPU-only build, no driver, a GPU id that does not exist, an architecture the build
 lacks, too little GPU memory) is a one-line error before any Caffe call, exit status 2.
 """
-import argparse
 import csv
 import json
 import os
@@ -28,6 +27,7 @@ import time
 import numpy as np
 
 from core import device
+from core.args import ArgumentParser
 from core.errors import UserError, cli
 from core.inputs import check_input_folder
 from core.grouplist import write_group_list
@@ -393,9 +393,9 @@ def default_data():
 
 @cli
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m apps.gpu_check", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m apps.gpu_check", description=__doc__.split("\n\n")[0])
     where = ap.add_mutually_exclusive_group()
-    where.add_argument("--gpu", help="GPU id to check")
+    where.add_argument("--gpu", type=device.gpu_option, help="GPU id to check")
     where.add_argument("--cpu", action="store_true", help="the same table in CPU mode (reduced iterations)")
     ap.add_argument("--data", default=None, help="iCoseg folder with images/ and ground_truth/ "
                     "(default: ../shared/datasets/icoseg-dev when present, else toy groups)")

@@ -15,7 +15,6 @@ the steps that read it, and a deleted output its step; delete a stamp to redo it
 interrupted training resumes from its last snapshot. Paths under the runs folder are recorded
 relative to it, so a runs folder can be moved (or mounted elsewhere in Docker) and continued.
 """
-import argparse
 import json
 import os
 import pathlib
@@ -25,9 +24,10 @@ import subprocess
 import sys
 import time
 
-from core.args import positive_int, positive_iterations, switch
-from core.device import check_gpu, parse_gpu
+from core.args import ArgumentParser, positive_int, positive_iterations, switch
+from core.device import check_gpu, gpu_option
 from core.errors import BROKEN_PIPE, INTERRUPTED, UserError, cli
+from core.inputs import read_json_file
 from core.outputs import atomic_write_text
 from core.layout import (DATASET_FOLDERS, MODELS, PROJECT_ROOT, TABLE1_DATASETS, TRAINING_DATASET,
                          dataset_root, eval_dir, maps_dir, model_files, run_dir, table_dir)
@@ -114,9 +114,8 @@ class Steps:
         if os.path.lexists(path) and not os.path.isfile(path):
             raise UserError(f"{path}: not a step record (a folder or other non-file); remove it")
         try:
-            with open(path, encoding="utf-8") as f:
-                stamp = json.load(f)
-        except (OSError, ValueError):
+            stamp = read_json_file(path, "step record")
+        except UserError:
             return None
         return stamp if isinstance(stamp, dict) and isinstance(stamp.get("argv"), list) else None
 
@@ -429,8 +428,7 @@ def cmd_demo(args):
     weights = {m: run_dir(steps.runs, m) / "weights.caffemodel" for m in ("group", "single")}
     predict(steps, "synthetic", syn / "test", weights, engine="opencv", tiny=True)
     out = evaluate(steps, "synthetic", syn / "test")
-    with open(out / "results.json") as f:
-        print(verdict(json.load(f)), file=sys.stderr)
+    print(verdict(read_json_file(out / "results.json", "results file")), file=sys.stderr)
     print(f"demo finished in {(time.time() - t0) / 60:.1f} min; figures in {os.path.relpath(out)}", file=sys.stderr)
 
 
@@ -452,15 +450,8 @@ def verdict(results):
 
 
 # ---------------------------------------------------------------- command line
-def _gpu(value):
-    try:
-        return parse_gpu(value)
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def build_parser():
-    ap = argparse.ArgumentParser(prog="python -m apps.pipeline", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m apps.pipeline", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name, func, help, runs="runs"):
@@ -492,7 +483,7 @@ def build_parser():
     for p in (e, r):
         p.add_argument("--engine", choices=["caffe", "opencv"], default="caffe", help="prediction engine")
     for p in (t, e, r):
-        p.add_argument("--gpu", type=_gpu, help="GPU id (default: CPU)")
+        p.add_argument("--gpu", type=gpu_option, help="GPU id (default, or -1: CPU)")
     add("table", cmd_table, "merge every evaluated dataset into Table 1 (<runs>/table)")
     m = add("demo", cmd_demo, "synthetic benchmark, tiny models trained on the CPU, evaluation", runs="runs/demo")
     for k in ("train_groups", "test_groups"):

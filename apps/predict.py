@@ -13,7 +13,6 @@ Two engines run the same deploy prototxt and weights: pycaffe ("caffe", CPU or G
 DNN module ("opencv", the fast CPU path). Both are checked with core.netio before they read the
 model, so weights for another net are a one-line error and not a Caffe abort.
 """
-import argparse
 import collections
 import os
 import pathlib
@@ -26,8 +25,8 @@ import numpy as np
 from core.layout import MODELS, model_files, prediction_path
 from data_prep.datasets import load_dataset, verify_dataset
 from data_prep.test_groups import sample_subgroups
-from core.device import parse_gpu, select_mode
-from core.args import positive_int
+from core.device import gpu_option, parse_gpu, select_mode
+from core.args import ArgumentParser, positive_int
 from core.errors import UserError, cli
 from core.inputs import check_input_folder
 from core.imageio import read_image, write_png
@@ -215,7 +214,7 @@ def _check_out_dir(out, force, source_root):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m apps.predict",
         description="Co-saliency maps for a folder of images (sub-folders are groups) or a "
                     "benchmark dataset, written as 8-bit PNG to <out>/<group>/<name>.png.")
@@ -234,7 +233,7 @@ def build_parser():
                    help="images per group; must match the deploy net's batch (default: the net's)")
     p.add_argument("--engine", choices=ENGINES, default="caffe",
                    help="caffe: pycaffe (CPU or --gpu); opencv: OpenCV DNN, the fast CPU path")
-    p.add_argument("--gpu", default=None, help="GPU id (pycaffe engine only; empty or -1: CPU)")
+    p.add_argument("--gpu", type=gpu_option, help="GPU id (pycaffe engine only; empty or -1: CPU)")
     p.add_argument("--seed", type=int, default=0, help="seed of the group draw (default 0)")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out")
     p.add_argument("--verify", action="store_true",

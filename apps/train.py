@@ -20,7 +20,6 @@ has been built and restored. A run folder can be moved or copied: --resume resto
 folder's own caffemodel, whatever path the solverstate remembers. A snapshot is pointed to only
 once both of its files are complete and read back.
 """
-import argparse
 import contextlib
 import csv
 import hashlib
@@ -35,10 +34,11 @@ import time
 
 import numpy as np
 
-from core.args import caffe_rate, caffe_seed, iterations, non_negative_int, positive_int
+from core.args import ArgumentParser, caffe_rate, caffe_seed, iterations, positive_int
+from core.device import gpu_option
 from core.diagnostics import RatioLog, learnable_layers
 from core.errors import UserError, cli, sigint_ignored
-from core.inputs import check_input_file, check_input_folder, read_input_text
+from core.inputs import check_input_file, check_input_folder, read_input_text, read_json_file
 from core.layout import MODELS, SCORE_LAYER, model_files
 from core.netio import (caffe, caffe_path, caffe_pb2, check_net, check_weights_file, check_weights_path, load_net,
                         read_prototxt, read_solver, read_solverstate, read_weights, restore)
@@ -111,14 +111,13 @@ class RunFolder:
     def latest(self):
         if not os.path.exists(self.latest_path):
             return None
-        text = read_input_text(self.latest_path, "snapshot pointer")
+        latest = read_json_file(self.latest_path, "snapshot pointer")
         try:
-            latest = json.loads(text)
             if not isinstance(latest, dict):
                 raise TypeError("not a JSON object")
             latest = {k: latest[k] for k in ("iter", "caffemodel", "solverstate")}
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            reason = e.strerror if isinstance(e, OSError) else f"no {e}" if isinstance(e, KeyError) else e
+        except (KeyError, TypeError) as e:
+            reason = f"no {e}" if isinstance(e, KeyError) else e
             raise UserError(f"{self.latest_path}: not a snapshot pointer of apps.train ({reason})") from None
         it = latest["iter"]
         if not isinstance(it, int) or isinstance(it, bool) or it < 0:
@@ -344,7 +343,7 @@ def init_weights(net, args):
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="python -m apps.train", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m apps.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=sorted(MODELS), required=True,
                     help="single (Ours-S), group (the paper's group model) or group_plus (Ours+, not the paper's)")
     ap.add_argument("--tiny", action="store_true", help="the narrow CPU variant (prototxt/tiny)")
@@ -361,7 +360,7 @@ def parse_args(argv):
     init.add_argument("--from-single", help="trained Ours-S weights to start the group model or Ours+ from (stage 2)")
     init.add_argument("--init", help="weights of this same model to start from")
     ap.add_argument("--resume", action="store_true", help="continue from the run folder's latest snapshot")
-    ap.add_argument("--gpu", type=non_negative_int, help="GPU id (default: CPU)")
+    ap.add_argument("--gpu", type=gpu_option, help="GPU id (default, or -1: CPU)")
     ap.add_argument("--snapshot-every", type=positive_int, default=1000, help="iterations between snapshots")
     ap.add_argument("--log-every", type=positive_int, default=20, help="iterations between progress lines")
     ap.add_argument("--val-list", help="held-out group list for validation")

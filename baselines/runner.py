@@ -5,7 +5,6 @@ dataset's groups in worker processes with a progress bar, and the 8-bit map enco
 A baseline supplies a module-level `process(task)` that computes and writes the maps of one
 group and returns how many it wrote; `task` is (group, [(name, image path), ...], out, *extra).
 """
-import argparse
 import concurrent.futures
 import concurrent.futures.process
 import json
@@ -15,9 +14,9 @@ import pathlib
 
 import numpy as np
 
-from core.args import positive_int
+from core.args import ArgumentParser, positive_int
 from core.errors import UserError
-from core.inputs import read_input_text
+from core.inputs import read_json_file
 from core.outputs import atomic_write_text, prepare_out_dir
 from core.progress import progress as progress_bar
 from core.workers import ignore_interrupts, interrupts_deferred, shut_down, worker_count
@@ -110,11 +109,7 @@ def prepare_out(out, settings, run_file, force=False, resume=False):
                                        flag="--force to overwrite or --resume to finish an interrupted run"))
     path = out / run_file
     if resume and os.path.lexists(path):
-        text = read_input_text(path, "previous run's settings")
-        try:
-            previous = json.loads(text)
-        except ValueError as e:
-            raise UserError(f"{path}: cannot read the previous run's settings ({e})") from None
+        previous = read_json_file(path, "previous run's settings")
         if previous != settings:
             raise UserError(f"{path}: the maps there were made with {previous}, "
                             f"not {settings}; use --force or another --out")
@@ -124,7 +119,7 @@ def prepare_out(out, settings, run_file, force=False, resume=False):
 def argument_parser(prog, description):
     """A parser with the arguments every baseline takes: --dataset, --root, --out, --workers,
     --group, and --force / --resume."""
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = ArgumentParser(prog=prog, description=description)
     p.add_argument("--dataset", required=True, help="dataset name, e.g. icoseg")
     p.add_argument("--root", required=True, help="the dataset's folder")
     p.add_argument("--out", required=True, help="output folder for the maps")

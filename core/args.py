@@ -1,7 +1,33 @@
 """Argument types that reject settings that make no sense, up front and with the valid range
-(argparse then prints "error: argument --workers: ... got 0" and exits with status 2)."""
+(argparse then prints "error: argument --workers: ... got 0" and exits with status 2), and the
+parser every command uses (ArgumentParser)."""
 import argparse
 import math
+
+
+def non_empty(text):
+    """The type of every option that takes text (a path, a name): an empty value, which a path
+    would take as the current folder (`--out ""`, a make variable left empty), is refused."""
+    if text == "":
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+non_empty.__name__ = "a non-empty value"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose options without a type of their own are `non_empty`; its
+    sub-commands' parsers and argument groups share the rule."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("type", None, non_empty)    # what argparse calls for an option of no type
+
+    def add_subparsers(self, **kwargs):
+        commands = super().add_subparsers(**kwargs)
+        commands.type = str     # it is given the rest of the command line, the sub-command's to check
+        return commands
 
 
 def number_in(lo=None, hi=None, kind=int, lo_open=False):
@@ -34,11 +60,13 @@ non_negative_int = number_in(0)
 positive_float = number_in(0, kind=float, lo_open=True)
 
 # What Caffe's fields hold: iteration counts are 32-bit ints, the seed an unsigned one, rates
-# 32-bit floats. A larger value overflows in protobuf (a ValueError) or turns into inf.
+# 32-bit floats. A larger value overflows in protobuf (a ValueError) or turns into inf; a rate
+# below float32's smallest normal number (1.1754944e-38, rounded up) becomes 0 or loses its
+# precision there.
 iterations = number_in(0, 2 ** 31 - 1)
 positive_iterations = number_in(1, 2 ** 31 - 1)
 caffe_seed = number_in(0, 2 ** 32 - 1)
-caffe_rate = number_in(0, 3.4e38, kind=float, lo_open=True)
+caffe_rate = number_in(1.1754944e-38, 3.4e38, kind=float)
 
 
 def switch(make_variable):

@@ -18,13 +18,14 @@ import argparse
 import ctypes
 import dataclasses
 import importlib.util
-import json
 import pathlib
 import re
 import struct
 from typing import Optional
 
+from core.args import ArgumentParser
 from core.errors import UserError, cli
+from core.inputs import read_json_file
 
 CUDA_LIBS = re.compile(r"^lib(cudart|cublas|curand)\.so(\.\d+)*$")
 BUILD_INFO = "gwd-caffe-build.json"
@@ -148,11 +149,11 @@ def caffe_build(caffe_dir=None):
     arch_bin = arch_ptx = ()
     info = caffe_dir.parent / BUILD_INFO
     if cuda_libs and info.is_file():
+        meta = read_json_file(info, "build information")
         try:
-            meta = json.loads(info.read_text())
             arch_bin = tuple(int(a.split("(")[0]) for a in meta["cuda_arch_bin"].split())
             arch_ptx = tuple(int(a) for a in meta["cuda_arch_ptx"].split())
-        except (ValueError, KeyError, AttributeError) as e:
+        except (ValueError, KeyError, AttributeError, TypeError) as e:
             raise UserError(f"{info}: unreadable build information ({e}); rebuild with make caffe-cuda")
     return CaffeBuild(caffe_dir, cuda_libs, major, arch_bin, arch_ptx)
 
@@ -263,14 +264,25 @@ def gpu_memory_used(lib=None):
 
 
 def parse_gpu(gpu):
-    """GPU id from an int or a string ('' / None / negative: CPU, returned as None)."""
+    """GPU id from an int or a string; None for the CPU: nothing ('' or None) or -1, as Caffe's
+    tools take it. Any other negative number is a mistake, not the CPU."""
     if gpu is None or (isinstance(gpu, str) and gpu.strip() == ""):
         return None
     try:
         g = int(gpu)
     except (TypeError, ValueError):
-        raise UserError(f"GPU '{gpu}': expected a GPU number (0, 1, ...) or nothing for the CPU") from None
+        g = None
+    if g is None or g < -1:
+        raise UserError(f"GPU {str(gpu)!r}: expected a GPU number >= 0, or -1 or nothing for the CPU")
     return g if g >= 0 else None
+
+
+def gpu_option(text):
+    """The argparse type of every command's --gpu (parse_gpu)."""
+    try:
+        return parse_gpu(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def check_gpu(device_id, caffe_dir=None):
@@ -321,8 +333,8 @@ def select_mode(gpu=None, caffe_dir=None):
 
 @cli
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m core.device", description=__doc__.split("\n")[0])
-    ap.add_argument("--gpu", default=None, help="check this GPU id (exit status 2 when unusable)")
+    ap = ArgumentParser(prog="python -m core.device", description=__doc__.split("\n")[0])
+    ap.add_argument("--gpu", type=gpu_option, help="check this GPU id (exit status 2 when unusable)")
     args = ap.parse_args(argv)
     g = parse_gpu(args.gpu)
     if g is not None:

@@ -9,6 +9,7 @@ traceback; so during an import, SIGINT ends the process at once with that line, 
 it raises KeyboardInterrupt as usual, which the `cli` wrapper turns into the same line after
 the code on the way out has cleaned up. Importing this module, which every package of the project does
 first, sets this up for `python -m <package>...` from its first import on."""
+import codecs
 import errno
 import functools
 import os
@@ -73,13 +74,18 @@ def _uncaught(exc_type, exc, tb, previous=sys.excepthook):
     previous(exc_type, exc, tb)
 
 
-def _tolerant_stdout():
-    """Characters stdout's encoding cannot show (an ASCII locale, PYTHONIOENCODING=ascii) come
-    out as escapes, as Python writes them on stderr, instead of a UnicodeEncodeError after the
-    work is done (a table's dash, a non-ASCII path)."""
-    out = sys.stdout
-    if out is not None and hasattr(out, "reconfigure") and out.errors == "strict":
-        out.reconfigure(errors="backslashreplace")
+def _tolerant_output():
+    """Characters that stdout's or stderr's encoding cannot show come out as escapes instead of
+    a UnicodeEncodeError after the work is done (a table's dash, a non-ASCII path). Any encoding
+    but UTF-8 gets them (an ASCII locale: LC_ALL=C with PYTHONUTF8=0 sets errors to
+    surrogateescape, which fails on the dash too; PYTHONIOENCODING=ascii); UTF-8 fails only on
+    a path's undecodable bytes (surrogates), and only when strict."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None or not hasattr(stream, "reconfigure"):
+            continue
+        utf8 = codecs.lookup(stream.encoding or "ascii").name == "utf-8"
+        if not utf8 or stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _unraisable(unraisable, previous=sys.unraisablehook):
@@ -123,7 +129,7 @@ def _closed_standard_fds_opened():
 
 _closed_standard_fds_opened()
 _quiet_start_up()
-_tolerant_stdout()
+_tolerant_output()
 sys.excepthook = _uncaught
 sys.unraisablehook = _unraisable
 

@@ -10,7 +10,7 @@ import json
 import os
 
 from .errors import UserError
-from .inputs import read_input_text
+from .inputs import parse_json, read_input_text
 from .outputs import atomic_write_text
 
 KEYS = {"group", "images", "masks"}
@@ -20,10 +20,7 @@ MAX_GROUP_SIZE = 1000
 
 
 def parse_group(line, where="<group list>"):
-    try:
-        g = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+    g = parse_json(line, where)
     if not isinstance(g, dict):
         raise UserError(f"{where}: expected a JSON object, got {type(g).__name__}")
     unknown = set(g) - KEYS

@@ -6,10 +6,10 @@ formulas, so that an edited prototxt (an Input batch that no longer matches the 
 for pycaffe and for OpenCV's DNN engine alike. Layer types without a rule here leave their tops
 unknown, and the layers after them unchecked (Caffe still checks those).
 """
-import json
 import math
 
 from .errors import UserError
+from .inputs import parse_json
 
 SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
@@ -161,9 +161,9 @@ def _python(layer):
     if layer.python_param.layer != "GroupDataLayer":
         return None
     try:
-        p = json.loads(layer.python_param.param_str or "{}")
+        p = parse_json(layer.python_param.param_str or "{}", "param_str")
         k, h, w = int(p.get("group_size", 5)), int(p["height"]), int(p["width"])
-    except (ValueError, KeyError, TypeError):
+    except (UserError, ValueError, KeyError, TypeError, AttributeError):
         return None    # the layer's own parser gives the message
     return [(k, 3, h, w), (k, 1, h, w)][:len(layer.top)]
 

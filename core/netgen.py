@@ -9,6 +9,7 @@ import copy
 import json
 
 from .errors import UserError
+from .inputs import parse_json
 from .netio import caffe_pb2
 
 
@@ -31,7 +32,9 @@ def with_data_params(net_param, params, path="<net>"):
     layer = next((x for x in out.layer if x.type == "Python"), None)
     if layer is None:
         raise UserError(f"{path}: no Python data layer to configure")
-    p = json.loads(layer.python_param.param_str or "{}")
+    p = parse_json(layer.python_param.param_str or "{}", f"{path}: param_str")
+    if not isinstance(p, dict):
+        raise UserError(f"{path}: param_str must be a JSON object")
     p.update(params)
     layer.python_param.param_str = json.dumps(p)
     return out

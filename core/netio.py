@@ -5,8 +5,8 @@ process. Everything that can go wrong for a user mistake is checked here first, 
 reported as a one-line UserError naming the file.
 """
 import importlib
-import json
 import os
+import sys
 
 os.environ.setdefault("GLOG_minloglevel", "2")   # before caffe loads glog: keep its INFO spam off
 
@@ -16,7 +16,7 @@ from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
 from .errors import UserError  # noqa: E402
-from .inputs import check_input_file, read_input_bytes, read_input_text  # noqa: E402
+from .inputs import check_input_file, parse_json, read_input_bytes, read_input_text  # noqa: E402
 from .netcheck import check_shapes, check_solver, check_solverstate, learnable_shapes, solver_type  # noqa: E402
 
 PHASES = {"train": caffe.TRAIN, "test": caffe.TEST}
@@ -76,10 +76,7 @@ def _check_python_layer(layer, path, phase):
         return
     if layer.bottom:
         raise UserError(f"{where}: GroupDataLayer takes no bottoms")
-    try:
-        p = json.loads(layer.python_param.param_str or "{}")
-    except json.JSONDecodeError as e:
-        raise UserError(f"{where}: param_str is not valid JSON ({e.msg} at column {e.colno})") from None
+    p = parse_json(layer.python_param.param_str or "{}", f"{where}: param_str")
     if not isinstance(p, dict):
         raise UserError(f"{where}: param_str must be a JSON object")
     if phase != "train":        # a train net's list and root are filled in by apps.train
@@ -248,9 +245,20 @@ def caffe_path(path, what):
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        raise UserError(f"{path}: the {what}'s path is not UTF-8 text, which Caffe and OpenCV need; "
-                        "rename it, or copy it to a path that is") from None
+        raise UserError(_not_utf8_line(path, what)) from None
     return path
+
+
+def _not_utf8_line(path, what):
+    """The error for a path that is not UTF-8 text to Python: the cause is the name, or, when
+    its bytes are UTF-8, the locale, whose encoding is not (LC_ALL=C with PYTHONUTF8=0)."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return (f"{path}: the {what}'s path is not UTF-8 text, which Caffe and OpenCV need; "
+                "rename it, or copy it to a path that is")
+    return (f"{path}: the {what}'s path is UTF-8, but this locale's encoding is {sys.getfilesystemencoding()} "
+            "and Caffe and OpenCV need it as text; set a UTF-8 locale (LC_ALL=C.UTF-8) or PYTHONUTF8=1")
 
 
 def load_net(prototxt, weights=None, phase="test", require_all=True):

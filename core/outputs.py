@@ -212,7 +212,7 @@ def prepare_out_dir(out, force=False, may_hold=None, flag="--force"):
     one, the folder it would be created in) where nothing can be written: a read-only file
     system, missing permissions. A new folder is created by the first write, so a command that
     fails before it leaves nothing behind. Returns `out` as given (expanded)."""
-    out = os.path.expanduser(os.fspath(out))
+    out = _given(out, "folder")
     if os.path.lexists(out) and not os.path.isdir(out):
         raise UserError(f"{out}: output path exists and is not a folder")
     if os.path.isdir(out):
@@ -225,12 +225,22 @@ def prepare_out_dir(out, force=False, may_hold=None, flag="--force"):
 
 
 def prepare_out_file(path):
-    """Check, before the work, that the output file `path` can be written (see prepare_out_dir)."""
-    path = os.path.expanduser(os.fspath(path))
-    if os.path.isdir(path):
+    """Check, before the work, that the output file `path` can be written (see prepare_out_dir):
+    a path that names a folder (an existing one, or ending in '/', '.' or '..') is refused."""
+    path = _given(path, "file")
+    if os.path.isdir(path) or os.path.basename(path) in ("", ".", ".."):
         raise UserError(f"{path}: is a folder; give the name of the file to write")
     _refuse_special(path)
     _check_writable(path, os.path.dirname(os.path.abspath(path)))
+    return path
+
+
+def _given(path, what):
+    """`path` expanded; an empty one, which the OS functions take as the current folder, is
+    refused."""
+    path = os.path.expanduser(os.fspath(path))
+    if not path:
+        raise UserError(f"'': an empty path; give the output {what}")
     return path
 
 

@@ -3,10 +3,10 @@
 Every module below adds its own commands through register(subparsers); each command sets
 `func`, called with the parsed arguments.
 """
-import argparse
 import importlib
 import sys
 
+from core.args import ArgumentParser
 from core.errors import cli
 
 COMMAND_MODULES = (
@@ -21,7 +21,7 @@ COMMAND_MODULES = (
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m data_prep",
         description="Prepare data: read and summarise datasets, write test and training group "
                     "lists, build COCO9213, convert MSRC-v2, make the synthetic benchmark.")

@@ -34,8 +34,8 @@ import numpy as np
 
 from core.errors import UserError
 from core.imageio import write_png
-from core.inputs import check_input_file, check_input_folder
-from core.outputs import atomic_write_bytes, atomic_write_text
+from core.inputs import check_input_file, check_input_folder, read_json_file
+from core.outputs import atomic_write_bytes, atomic_write_text, prepare_out_dir
 from core.progress import progress as progress_bar
 
 from .datasets import INCOMPLETE, being_written, incomplete_mark
@@ -75,9 +75,8 @@ def _load_coco(annotations, keep=None):
             return {k: d[k] for k in _IMAGE_KEYS if k in d}
         return d
 
+    data = read_json_file(path, "COCO annotation file", object_hook=slim)
     try:
-        with open(path, encoding="utf-8-sig") as f:     # -sig: a byte-order mark is dropped
-            data = json.load(f, object_hook=slim)
         return Instances(data)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{path}: not a COCO instances file ({type(e).__name__}: {e})") from None
@@ -202,6 +201,7 @@ def build_coco9213(coco_root, annotations, out_dir, n_groups=65, n_images=9213,
             raise UserError(f"{option} {value} makes no sense; valid: {valid}")
     params = {"annotations": pathlib.Path(annotations).name, "n_groups": n_groups,
               "n_images": n_images, "min_fraction": min_fraction}
+    prepare_out_dir(out_dir, force=True)      # before the annotations, the long part, are read
     _refuse_another_build(out_dir, params)
     m = re.match(r"instances_(.+)\.json$", pathlib.Path(annotations).name)
     split = m.group(1) if m else ""
@@ -236,8 +236,8 @@ def _refuse_another_build(out_dir, params):
     if mark is None and not record.is_file():
         return
     try:
-        old = (mark if mark is not None else json.loads(record.read_text(encoding="utf-8"))).get("parameters")
-    except (OSError, ValueError, AttributeError):
+        old = (mark if mark is not None else read_json_file(record, "selection")).get("parameters")
+    except (UserError, AttributeError):
         old = None
     if old != params:
         raise UserError(f"{record}: {out_dir} holds {'part of ' if mark is not None else ''}a COCO9213 "

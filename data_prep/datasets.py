@@ -21,7 +21,7 @@ from typing import Optional
 
 from core.errors import UserError
 from core.imageio import decode_file, is_image_file
-from core.inputs import check_input_folder, read_input_text
+from core.inputs import check_input_folder, read_json_file
 from core.outputs import atomic_write_text
 
 # The header probe's names are part of this module's interface (issue names, FileInfo).
@@ -109,9 +109,9 @@ def incomplete_mark(root):
     if not os.path.lexists(mark):
         return None
     try:
-        found = json.loads(read_input_text(mark, "mark"))
+        found = read_json_file(mark, "mark")
         return found if isinstance(found, dict) else {}
-    except (UserError, ValueError):
+    except UserError:
         return {}
 
 

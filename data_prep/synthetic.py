@@ -63,10 +63,11 @@ import sys
 import cv2
 import numpy as np
 
+from core.args import positive_int
 from core.errors import UserError
 from core.imageio import write_png
-from core.inputs import read_input_text
-from core.outputs import atomic_write_text
+from core.inputs import read_json_file
+from core.outputs import atomic_write_text, prepare_out_dir
 from core.progress import progress as progress_bar
 from core.workers import available_cpus, ignore_interrupts, interrupts_deferred, shut_down, worker_count
 
@@ -502,15 +503,15 @@ def generate(out, config, train_groups, test_groups, workers=None, progress=True
     config.validate()
     if train_groups < 0 or test_groups < 0:
         raise UserError("group counts must not be negative")
-    out = pathlib.Path(out)
+    out = pathlib.Path(prepare_out_dir(out, force=True))   # its own files are checked below
     manifest = manifest_for(config, train_groups, test_groups)
     mpath = out / "manifest.json"
     old = None
     interrupted = [s for s in SPLITS if incomplete_mark(out / s) is not None]     # a run of ours
     if mpath.exists():
         try:
-            old = json.loads(read_input_text(mpath, "manifest"))
-        except (UserError, ValueError):
+            old = read_json_file(mpath, "manifest")
+        except UserError:
             old = None
         if not isinstance(old, dict) or old.get("generator") != GENERATOR:
             raise UserError(f"{mpath}: not a manifest of this generator; choose another --out")
@@ -584,8 +585,8 @@ def register(subparsers):
                     "the whole group: every image holds the common object and distractors of "
                     "other classes with the same size, contrast and position statistics.")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--train-groups", type=int, default=2000, help="training groups (default 2000)")
-    p.add_argument("--test-groups", type=int, default=200, help="test groups (default 200)")
+    p.add_argument("--train-groups", type=positive_int, default=2000, help="training groups (default 2000)")
+    p.add_argument("--test-groups", type=positive_int, default=200, help="test groups (default 200)")
     p.add_argument("--size", default="128x256", help="image size HxW (default 128x256)")
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     p.add_argument("--classes", type=int, default=6, help=f"object classes, 3..{len(CLASSES)} (default 6)")

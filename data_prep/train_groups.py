@@ -178,10 +178,10 @@ def register(subparsers):
 def _cmd(args):
     from data_prep.datasets import load_dataset
     from data_prep.descriptors import check_cache_path, describe_files
-    cache = args.cache or default_cache_path(args.out)
-    if os.path.abspath(cache) == os.path.abspath(args.out):
+    out = prepare_out_file(args.out)      # a file name, before a cache name is made from it
+    cache = args.cache or default_cache_path(out)
+    if os.path.abspath(cache) == os.path.abspath(out):
         raise UserError(f"{cache}: --cache and --out are the same file; give the cache another name")
-    prepare_out_file(args.out)
     check_cache_path(cache)
     ds = load_dataset(args.dataset, args.root)
     items = [it for it in ds.items() if it.mask is not None]
@@ -192,7 +192,7 @@ def _cmd(args):
     desc = describe_files([pathlib.Path(ds.root) / it.image for it in items],
                           workers=args.workers, cache_path=cache)
     groups, short = build_train_groups(items, desc, args.neighbours, args.same_class)
-    write_group_list(args.out, groups)
+    write_group_list(out, groups)
     msg = f"{ds.summary()}; {len(groups)} training groups of {args.neighbours + 1} in {args.out}"
     if skipped:
         msg += f"; {skipped} images without mask left out"

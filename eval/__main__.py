@@ -11,11 +11,10 @@ same tables and curve figures. --out is checked before the work (a new folder, a
 evaluation's folder, or any folder with --force); the files are written together after all of
 them have been computed, so a failed or interrupted run leaves the previous results as they were.
 """
-import argparse
 import os
 import sys
 
-from core.args import non_negative_int, positive_int
+from core.args import ArgumentParser, non_negative_int, positive_int
 from core.errors import UserError, cli
 from core.outputs import prepare_out_dir, utf8_text, write_together
 
@@ -145,7 +144,7 @@ COMMANDS = ("evaluate", "table")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m eval", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_evaluate(sub)
     _add_table(sub)

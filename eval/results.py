@@ -17,7 +17,7 @@ import json
 import math
 
 from core.errors import UserError
-from core.inputs import read_input_text
+from core.inputs import read_json_file
 
 from . import paper
 from .metrics import DEFINITIONS
@@ -109,12 +109,7 @@ def _check(res, where):
 
 def load_results(path):
     """A results.json, validated. Bad files are a UserError naming the file."""
-    text = read_input_text(path, "results file")
-    try:
-        res = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    return _check(res, path)
+    return _check(read_json_file(path, "results file"), path)
 
 
 def merge_results(named):

@@ -28,7 +28,6 @@ format, group sizes, file existence), otherwise in the forward() that needed the
 """
 import collections
 import concurrent.futures
-import json
 import os
 import threading
 
@@ -39,7 +38,7 @@ from core.errors import UserError
 from core.grouplist import read_group_list
 from core.progress import say
 from core.imageio import read_image, read_mask
-from core.inputs import check_input_file, check_input_folder
+from core.inputs import check_input_file, check_input_folder, parse_json
 from core.preprocess import VGG_MEAN_BGR, image_to_blob, mask_to_blob
 
 DEFAULTS = {"data_root": None, "group_size": 5, "height": 128, "width": 256, "mean": list(VGG_MEAN_BGR),
@@ -49,10 +48,7 @@ REQUIRED = ("group_list",)
 
 def parse_params(param_str):
     """Validated parameters from the layer's JSON param_str (defaults filled in)."""
-    try:
-        p = json.loads(param_str or "{}")
-    except json.JSONDecodeError as e:
-        raise UserError(f"GroupDataLayer param_str is not valid JSON: {e.msg} at column {e.colno}") from None
+    p = parse_json(param_str or "{}", "GroupDataLayer param_str")
     if not isinstance(p, dict):
         raise UserError("GroupDataLayer param_str must be a JSON object")
     unknown = sorted(set(p) - set(DEFAULTS) - set(REQUIRED))

@@ -362,7 +362,8 @@ def test_a_damaged_step_record_is_not_finished_maps(tmp_path):
     (stamps / "CBCS.json").write_text('{"argv": ["baselines.cbcs"]}')
     (stamps / "CSHS.json").write_text('{"argv": [')
     (stamps / "Ours.json").write_text("[]")
-    for name in ("CBCS", "CSHS", "Ours"):
+    (stamps / "Deep.json").write_text("[" * 100000 + "]" * 100000)     # a RecursionError to json
+    for name in ("CBCS", "CSHS", "Ours", "Deep"):
         (tmp_path / "maps" / "icoseg" / name).mkdir(parents=True)
     assert list(Steps(tmp_path).finished_maps("icoseg")) == ["CBCS"]
 
@@ -524,7 +525,7 @@ DEPLOY_EDITS = {   # id: (old, new, words of the message)
         "dim: 128 } }\n}",
         'dim: 128 } }\n}\nlayer { name: "gd" type: "Python" top: "x1" top: "x2" python_param { module: '
         '"python_layers.group_data_layer" layer: "GroupDataLayer" param_str: "{not json" } }',
-        ["'gd'", "param_str is not valid JSON"]),
+        ["'gd'", "param_str: not valid JSON"]),
     "two layers of one name": ('name: "conv1_2" type: "Convolution"', 'name: "conv1_1" type: "Convolution"',
                                ["conv1_1", "unique"]),
     # third pass
@@ -767,6 +768,87 @@ def test_train_with_a_damaged_input_file(data, tmp_path, damage):
             files["solver"], "--iters", 1)
     assert_fails_cleanly(r, files[which], *words)
     assert not (tmp_path / "run").exists()      # a failed start leaves nothing new
+
+
+# JSON that the json module refuses other than with a JSONDecodeError: nesting deeper than the
+# recursion limit (RecursionError) and an integer over Python's digit limit (a plain ValueError)
+JSON_UNPARSABLE = {"nested too deeply": ("[" * 100000 + "]" * 100000, "nested too deeply"),
+                   "a 5000-digit number": ('{"format": ' + "1" * 5000 + "}", "more than 4300 digits")}
+
+
+def _json_train_list(data, tmp_path, text):
+    path = tmp_path / "groups.jsonl"
+    path.write_text(pathlib.Path(data["groups"]).read_text() + text + "\n")
+    return ["apps.train", *train_args(path, data["root"], tmp_path / "run"), "--iters", 1], f"{path}:3", True
+
+
+def _json_latest(data, tmp_path, text):
+    run_dir = tmp_path / "run"
+    shutil.copytree(data["run"], run_dir)
+    (run_dir / "latest.json").write_text(text)
+    return ["apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 4, "--resume"], \
+        run_dir / "latest.json", True
+
+
+def _json_results(data, tmp_path, text):
+    (tmp_path / "results.json").write_text(text)
+    return ["eval", "table", "--results", tmp_path / "results.json", "--out", tmp_path / "t"], \
+        tmp_path / "results.json", True
+
+
+def _json_cbcs_run(data, tmp_path, text):
+    out = tmp_path / "maps"
+    _cbcs(out, data)
+    (out / "cbcs_run.json").write_text(text)
+    return ["baselines.cbcs", "--dataset", "icoseg", "--root", data["root"], "--out", out, "--workers", 1,
+            "--resume"], out / "cbcs_run.json", True
+
+
+def _json_incomplete_mark(data, tmp_path, text):
+    root = copy_dataset(data, tmp_path)
+    (root / ".incomplete.json").write_text(text)       # damaged: still the mark of a stopped run
+    return ["data_prep", "summary", "--dataset", "icoseg", "--root", root], root, False
+
+
+def _json_manifest(data, tmp_path, text):
+    out = tmp_path / "syn"
+    out.mkdir()
+    (out / "manifest.json").write_text(text)
+    return ["data_prep", "synthetic", "--out", out, "--train-groups", 1, "--test-groups", 1, "--workers", 1], \
+        out / "manifest.json", False
+
+
+def _json_coco_annotations(data, tmp_path, text):
+    (tmp_path / "coco").mkdir()
+    (tmp_path / "ann.json").write_text(text)
+    return ["data_prep", "coco9213", "--coco-root", tmp_path / "coco", "--annotations", tmp_path / "ann.json",
+            "--out", tmp_path / "o"], tmp_path / "ann.json", True
+
+
+def _json_param_str(data, tmp_path, text):
+    layer = ('layer { name: "gd" type: "Python" top: "x1" top: "x2" python_param { module: '
+             f'"python_layers.group_data_layer" layer: "GroupDataLayer" param_str: {json.dumps(text)} }} }}')
+    proto = edited(tmp_path, TINY_GROUP.deploy, "dim: 128 } }\n}", "dim: 128 } }\n}\n" + layer)
+    return ["apps.predict", "--weights", data["weights"]["group"], "--prototxt", proto, "--dataset", "icoseg",
+            "--root", data["root"], "--out", tmp_path / "o", "--quiet"], proto, True
+
+
+JSON_READERS = {   # id: setup(data, tmp_path, text) -> (argv, what the message names, whether it says why)
+    "group list line": _json_train_list, "latest.json": _json_latest, "results.json": _json_results,
+    "cbcs_run.json": _json_cbcs_run, ".incomplete.json": _json_incomplete_mark,
+    "synthetic manifest.json": _json_manifest, "COCO annotations": _json_coco_annotations,
+    "data layer param_str": _json_param_str,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", sorted(JSON_UNPARSABLE))
+@pytest.mark.parametrize("reader", sorted(JSON_READERS))
+def test_json_that_python_cannot_parse_is_one_error_line(data, tmp_path, reader, damage):
+    text, why = JSON_UNPARSABLE[damage]
+    argv, named, says_why = JSON_READERS[reader](data, tmp_path, text)
+    r = run(*argv)
+    assert_fails_cleanly(r, named, *([why] if says_why else []))
 
 
 @pytest.mark.slow
@@ -1133,6 +1215,24 @@ def test_an_output_file_that_is_a_fifo_is_left_alone(data, tmp_path, option):
     r = run(*with_option(argv, flag, fifo), timeout=60)
     assert_fails_cleanly(r, fifo, "FIFO", "not a regular file")
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [".", "/", "new/", "new/.."])
+@pytest.mark.parametrize("option", ["groups --out", "train-groups --out", "train-groups --cache",
+                                    "descriptors --out"])
+def test_an_output_file_named_as_a_folder_is_refused(data, tmp_path, option, name):
+    """train-groups made its cache's name from such an --out before checking it (a traceback);
+    a name ending in '/' or '..' names a folder, made or not."""
+    command, flag = option.split()
+    argv = ["data_prep", command, "--dataset", "icoseg", "--root", data["root"], "--out", tmp_path / "g.jsonl"]
+    if command != "groups":
+        argv += ["--workers", 1]
+    given = name if name in (".", "/") else f"{tmp_path}/{name}"
+    r = subprocess.run([sys.executable, "-m", *map(str, with_option(argv, flag, given))], capture_output=True,
+                       text=True, cwd=tmp_path, env=ENV, timeout=60)
+    assert_fails_cleanly(r, given, "is a folder")
+    assert sorted(os.listdir(tmp_path)) == []
 
 
 @pytest.mark.slow
@@ -1547,7 +1647,7 @@ def test_a_dataset_whose_preparation_was_interrupted_is_refused_until_it_is_run_
 SETTINGS = [
     (["apps.train", "--iters", -1], "--iters", "[0, 2147483647]"),
     (["apps.train", "--iters", 0], "--iters 0", "1 or more"),      # a new run: nothing to snapshot
-    (["apps.train", "--base-lr", -0.1], "--base-lr", "(0, 3.4e+38]"),
+    (["apps.train", "--base-lr", -0.1], "--base-lr", "[1.1754944e-38, 3.4e+38]"),
     (["apps.train", "--snapshot-every", 0], "--snapshot-every", ">= 1"),
     (["apps.train", "--workers", 0], "--workers", ">= 1"),
     (["apps.train", "--seed", -1], "--seed", "[0, 4294967295]"),                 # third pass: Caffe's
@@ -1559,7 +1659,10 @@ SETTINGS = [
     (["data_prep", "train-groups", "--workers", 0], "--workers", ">= 1"),
     (["data_prep", "train-groups", "--neighbours", 0], "--neighbours", "[1, 999]"),
     (["apps.train", "--iters", 2 ** 31], "--iters", "[0, 2147483647]"),       # fifth pass: Caffe's int32
-    (["apps.train", "--base-lr", "1e308"], "--base-lr", "(0, 3.4e+38]"),       # and float32
+    (["apps.train", "--base-lr", "1e308"], "--base-lr", "[1.1754944e-38, 3.4e+38]"),       # and float32
+    (["apps.train", "--base-lr", "1e-50"], "--base-lr", "[1.1754944e-38, 3.4e+38]"),       # 0 in float32
+    (["apps.train", "--gpu", -5], "--gpu", ">= 0, or -1"),                                 # -1 is the CPU
+    (["apps.predict", "--gpu", -5], "--gpu", ">= 0, or -1"),
 ]
 
 
@@ -1589,6 +1692,9 @@ STANDALONE_SETTINGS = [   # commands that need no dataset to refuse a setting: (
     (["apps.ablation", "--iters", 2 ** 31], "--iters", "[1, 2147483647]"),
     (["apps.pipeline", "train", "--iters", "abc"], "--iters", "[1, 2147483647], got 'abc'"),
     (["apps.pipeline", "train", "--iters", 2 ** 31], "--iters", "[1, 2147483647]"),
+    (["data_prep", "synthetic", "--train-groups", 0], "--train-groups", ">= 1"),   # a split no reader takes
+    (["data_prep", "synthetic", "--test-groups", 0], "--test-groups", ">= 1"),
+    (["apps.pipeline", "train", "--gpu", -5], "--gpu", ">= 0, or -1"),
 ]
 
 
@@ -1608,6 +1714,12 @@ def test_standalone_settings_that_make_no_sense(tmp_path, argv, option, valid):
     r = run(*command, *rest, *argv[len(command):])
     assert_fails_cleanly(r, option, valid)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["apps.gpu_check", "core.device"])
+def test_a_negative_gpu_number_other_than_the_cpu_is_refused(command):
+    r = run(command, "--gpu", -5, timeout=60)
+    assert_fails_cleanly(r, "--gpu", ">= 0, or -1")
 
 
 MAKE_SWITCHES = [("train", "RESUME", "resume"), ("reproduce", "DRY_RUN", "dry_run")]
@@ -1851,12 +1963,36 @@ def test_a_worker_that_dies_is_one_error_line(tmp_path, monkeypatch):
         run_groups(dataset, tmp_path / "out", process, workers=2, progress=False)
 
 
+ASCII_OUTPUT = {"PYTHONIOENCODING=ascii": {"PYTHONIOENCODING": "ascii"},
+                # stdout ascii with errors=surrogateescape, not strict: it failed on the table's dash
+                "LC_ALL=C PYTHONUTF8=0": {"LC_ALL": "C", "PYTHONUTF8": "0"}}
+
+
 @pytest.mark.slow
-def test_eval_prints_its_table_on_an_ascii_only_stdout(data, tmp_path):
-    env = dict(ENV, PYTHONIOENCODING="ascii")
+@pytest.mark.parametrize("locale", sorted(ASCII_OUTPUT))
+def test_eval_prints_its_table_on_an_ascii_only_stdout(data, tmp_path, locale):
+    env = dict(ENV, **ASCII_OUTPUT[locale])
     r = subprocess.run([sys.executable, "-m", *map(str, eval_args(data["root"], data["maps"], tmp_path / "é"))],
-                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+                       capture_output=True, errors="replace", cwd=ROOT, env=env, timeout=300)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "eval", "table", "--results", tmp_path / "é" / "results.json",
+                        "--out", tmp_path / "table"], capture_output=True, errors="replace", cwd=ROOT, env=env,
+                       timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+def test_a_utf8_path_in_a_locale_that_is_not_is_blamed_on_the_locale(data, tmp_path):
+    """With LC_ALL=C and PYTHONUTF8=0 Python cannot decode a UTF-8 name: renaming a file whose
+    name is fine is not the advice."""
+    folder = tmp_path / "wéights"
+    folder.mkdir()
+    argv = with_option(commands(data, tmp_path / "out")["predict"], "--weights",
+                       shutil.copy(data["weights"]["single"], folder))
+    r = subprocess.run([sys.executable, "-m", *map(str, argv)], capture_output=True, errors="replace", cwd=ROOT,
+                       env=dict(ENV, LC_ALL="C", PYTHONUTF8="0"), timeout=300)
+    assert_fails_cleanly(r, "PYTHONUTF8=1", "UTF-8 locale")
+    assert "rename" not in r.stderr
 
 
 def _children(pid):
@@ -2138,6 +2274,38 @@ def test_a_runs_folder_that_is_empty_or_the_project_is_refused(argv):
     r = run(*argv, timeout=60)
     assert_fails_cleanly(r, "--runs")
     assert sorted(os.listdir(ROOT)) == before
+
+
+# Every option that takes a path, per command: an empty value meant the current folder (maps,
+# a run folder, a dataset written into it) or failed after the work naming no file.
+EMPTY_PATH_OPTIONS = {
+    "apps.predict": ["--out", "--weights", "--images", "--root", "--prototxt"],
+    "apps.train": ["--out", "--train-list", "--data-root", "--solver", "--init", "--vgg16", "--from-single",
+                   "--val-list", "--val-root"],
+    "eval": ["--out", "--root", "--method"], "eval table": ["--results", "--out"],
+    "baselines.cbcs": ["--out", "--root"], "baselines.cshs": ["--out", "--root"],
+    "data_prep synthetic": ["--out"], "data_prep coco9213": ["--out", "--annotations", "--coco-root"],
+    "data_prep groups": ["--out", "--root"], "data_prep train-groups": ["--out", "--cache", "--root"],
+    "data_prep descriptors": ["--out"], "data_prep summary": ["--root"], "data_prep msrc-convert": ["--root", "--out"],
+    "apps.gpu_check": ["--data", "--out", "--write-bundle"], "apps.ablation": ["--runs"],
+    "apps.pipeline train": ["--runs", "--data-root", "--vgg16"], "apps.pipeline eval": ["--root", "--group-weights"],
+}
+EMPTY_PATH_CASES = [(c, o) for c, options in EMPTY_PATH_OPTIONS.items() for o in options]
+
+
+@pytest.mark.parametrize("command,option", EMPTY_PATH_CASES, ids=[f"{c} {o}" for c, o in EMPTY_PATH_CASES])
+def test_an_empty_path_is_refused_naming_the_option(tmp_path, command, option):
+    r = subprocess.run([sys.executable, "-m", *command.split(), option, ""], capture_output=True, text=True,
+                       cwd=tmp_path, env=ENV, timeout=120)
+    assert_fails_cleanly(r, f"argument {option}", "must not be empty")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("what", ["folder", "file"])
+def test_the_output_checks_refuse_an_empty_path(what):
+    from core.outputs import prepare_out_dir, prepare_out_file
+    with pytest.raises(UserError, match="an empty path"):
+        (prepare_out_dir if what == "folder" else prepare_out_file)("")
 
 
 def test_ablation_runs_a_seed_or_placement_named_twice_once(monkeypatch, tmp_path):

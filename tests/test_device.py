@@ -146,6 +146,8 @@ def test_parse_gpu():
     assert device.parse_gpu(0) == 0
     with pytest.raises(UserError, match="expected a GPU number"):
         device.parse_gpu("gpu0")
+    with pytest.raises(UserError, match=r"expected a GPU number >= 0, or -1"):
+        device.parse_gpu("-5")      # a mistake, not the CPU
 
 
 @pytest.mark.skipif(device.has_driver(), reason="an NVIDIA driver is installed here")
