@@ -20,6 +20,7 @@ has been built and restored. A run folder can be moved or copied: --resume resto
 folder's own caffemodel, whatever path the solverstate remembers. A snapshot is pointed to only
 once both of its files are complete and read back.
 """
+import argparse
 import contextlib
 import csv
 import hashlib
