@@ -508,24 +508,11 @@ def train(args):
     return 0
 
 
-class Terminated(Exception):
-    """SIGTERM before the training loop, which has nothing to snapshot yet."""
-
-
-def _terminated(signum, frame):
-    raise Terminated
-
-
 @cli
 def main(argv=None):
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)   # until the loop's StopSignals takes it over
-    try:
-        code = train(args)
-    except Terminated:    # the run folder as before: its scratch files removed on the way out
-        print("terminated", file=sys.stderr)
-        code = 128 + signal.SIGTERM
-    sys.exit(code)
+    # SIGTERM before the training loop (which has nothing to snapshot yet) is core.errors.cli's
+    # one line and 143, the run folder as before: its scratch files removed on the way out.
+    sys.exit(train(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -1405,14 +1405,14 @@ def test_ctrl_c_while_the_outputs_are_swapped_in_keeps_one_whole_set(tmp_path, a
     assert not [p for p in os.listdir(out) if p.startswith(".tmp-")]
 
 
-def run_interrupted_at_rename(at, *argv):
-    """python -m argv, Ctrl-C coming at its at-th file rename (every file is written by one)."""
+def run_interrupted_at_rename(at, *argv, sig=signal.SIGINT):
+    """python -m argv, Ctrl-C (or `sig`) coming at its at-th file rename (every file is written by one)."""
     code = ("import os, runpy, signal, sys\n"
             "real, calls = os.replace, []\n"
             "def replace(src, dst, **k):\n"
             "    calls.append(dst)\n"
             f"    if len(calls) == {at}:\n"
-            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            f"        os.kill(os.getpid(), {int(sig)})\n"
             "    return real(src, dst, **k)\n"
             "os.replace = replace\n"
             "sys.argv = sys.argv[1:]\n"
@@ -1461,6 +1461,22 @@ def test_a_dataset_whose_preparation_was_interrupted_is_refused_until_it_is_run_
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     r = run("data_prep", "summary", "--dataset", dataset, "--root", root)
     assert r.returncode == 0 and ("6 images" if command == "coco9213" else "15 images") in r.stdout, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict", "eval", "cbcs", "cshs", "synthetic", "coco9213"])
+def test_sigterm_to_a_command_writing_outputs_is_one_line_and_143_and_leaves_no_staging(data, tmp_path, command):
+    """SIGTERM (kill, timeout, docker stop) killed predict silently, its staging folder with
+    the maps written so far left in --out for good: it ends the command as Ctrl-C does."""
+    out = tmp_path / "out"
+    argv = {**commands(data, out),
+            "cshs": ["baselines.cshs", "--dataset", "icoseg", "--root", data["root"], "--out", out, "--workers", 1],
+            "synthetic": _synthetic(tmp_path)[0], "coco9213": _coco9213(tmp_path)[0]}[command]
+    out = pathlib.Path(argv[argv.index("--out") + 1])
+    r = run_interrupted_at_rename(2, *argv, sig=signal.SIGTERM)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert (r.returncode, r.stderr.strip().splitlines()[-1]) == (128 + signal.SIGTERM, "terminated"), r.stderr
+    assert not [p for p in out.rglob(".tmp-*")] if out.exists() else True
 
 
 # ---------------------------------------------------------------- 7. settings that make no sense
