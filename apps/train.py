@@ -20,7 +20,6 @@ folder's own caffemodel, whatever path the solverstate remembers. A snapshot is 
 once both of its files are complete and read back.
 """
 import argparse
-import contextlib
 import csv
 import json
 import math
@@ -333,8 +332,9 @@ def check_inputs(args):
 
 
 def open_run(args):
-    """The run folder, checked (writable, new or this run's own) before the work; the snapshot
-    to resume from, or None; and whether this command created the folder."""
+    """The run folder, checked (writable, new or this run's own) and held for this command
+    (core.outputs.lock_out_dir: a folder it made and left empty is removed at its end) before
+    the work; and the snapshot to resume from, or None."""
     run = RunFolder(caffe_path(os.path.abspath(os.path.expanduser(args.out)), "run folder"))   # the solver names it
     latest = run.latest() if args.resume and os.path.isdir(run.out) else None
     if args.resume and latest is None:
@@ -343,26 +343,8 @@ def open_run(args):
         raise UserError(f"{args.out}: already holds a run; pass --resume to continue it or choose another --out")
     prepare_out_dir(run.out, force=args.force,
                     may_hold=lambda names: args.resume or set(names) <= RUN_FILES)
-    created = not os.path.isdir(run.out)
-    os.makedirs(run.out, exist_ok=True)
     shutil.rmtree(run.partial, ignore_errors=True)     # what a crash mid-snapshot left
-    return run, latest, created
-
-
-@contextlib.contextmanager
-def removed_if_start_fails(folder, created):
-    """A run folder this command created is removed again when the run fails to start before
-    writing anything there (a damaged group list, an unusable GPU, Ctrl-C): a failed start
-    leaves nothing new. One that holds the run's records stays, to be started again."""
-    try:
-        yield
-    except BaseException:
-        if created:
-            try:
-                os.rmdir(folder)
-            except OSError:     # not empty
-                pass
-        raise
+    return run, latest
 
 
 def build_solver(args, run, start, scratch):
@@ -471,23 +453,22 @@ def loop(solver, run, args, max_iter, val, stop, kind, ratios):
 
 def train(args):
     check_inputs(args)
-    run, latest, created = open_run(args)
+    run, latest = open_run(args)
     start = latest["iter"] if latest else 0
 
-    with removed_if_start_fails(run.out, created):
-        from core.device import select_mode
-        select_mode(args.gpu)
-        caffe.set_random_seed(args.seed)
+    from core.device import select_mode
+    select_mode(args.gpu)
+    caffe.set_random_seed(args.seed)
 
-        scratch = tempfile.mkdtemp(dir=run.out, prefix=STAGING_PREFIX)
-        try:
-            solver, net, solver_param = build_solver(args, run, start, scratch)
-            kind = solver_type(solver_param)
-            check_space(run.out, run.snapshot_bytes(solver.net, kind), "a snapshot")
-            print(start_weights(solver, solver_param, args, run, latest, scratch), file=sys.stderr)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        run.write_records(net, solver_param)       # only now: the solver was built and restored
+    scratch = tempfile.mkdtemp(dir=run.out, prefix=STAGING_PREFIX)
+    try:
+        solver, net, solver_param = build_solver(args, run, start, scratch)
+        kind = solver_type(solver_param)
+        check_space(run.out, run.snapshot_bytes(solver.net, kind), "a snapshot")
+        print(start_weights(solver, solver_param, args, run, latest, scratch), file=sys.stderr)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    run.write_records(net, solver_param)       # only now: the solver was built and restored
     os.makedirs(run.partial, exist_ok=True)
     val = make_validator(args, solver)
 

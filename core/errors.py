@@ -14,6 +14,7 @@ SIGTERM (kill, timeout, docker stop) is answered the same way, with "terminated"
 it raises Terminated, a KeyboardInterrupt, so that what cleans up after Ctrl-C (staging folders,
 worker pools, scratch files) cleans up after it too. A process started with SIGTERM ignored keeps
 ignoring it, and worker processes keep its default action (their pool ends them with it)."""
+import atexit
 import errno
 import functools
 import os
@@ -156,6 +157,28 @@ sys.excepthook = _uncaught
 sys.unraisablehook = _unraisable
 
 
+_at_command_end = []
+_running = [0]      # commands (cli) running in this process, nested ones included
+
+
+def at_command_end(release):
+    """Call release() when the command ends, however it ends (its `cli` returns, or the process
+    exits where no `cli` runs it): what a command holds for its whole life (an output folder's
+    lock) is let go of once, never while it still writes."""
+    _at_command_end.append(release)
+
+
+def _command_ended():
+    while _at_command_end:
+        try:
+            _at_command_end.pop()()
+        except OSError:
+            pass
+
+
+atexit.register(_command_ended)
+
+
 def os_error_line(e):
     """One line for an OSError: the path it concerns and the system's reason."""
     reason = e.strerror or str(e)
@@ -242,6 +265,7 @@ def cli(main):
             previous_term = _take_sigterm()
             if not sigint_ignored():
                 previous = signal.signal(signal.SIGINT, _on_sigint)
+        _running[0] += 1
         try:
             return _run_and_flush(main, args, kwargs)
         except UserError as e:
@@ -259,6 +283,9 @@ def cli(main):
             print("interrupted", file=sys.stderr)
             sys.exit(INTERRUPTED)     # unwinds: temporary files are removed on the way out
         finally:
+            _running[0] -= 1
+            if not _running[0]:
+                _command_ended()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             if previous_term is not None:

@@ -1479,6 +1479,43 @@ def test_sigterm_to_a_command_writing_outputs_is_one_line_and_143_and_leaves_no_
     assert not [p for p in out.rglob(".tmp-*")] if out.exists() else True
 
 
+def holding(folder):
+    """A process holding `folder` as a command writing there does (core.outputs.lock_out_dir)."""
+    code = ("import sys, time\nfrom core.outputs import lock_out_dir\n"
+            "lock_out_dir(sys.argv[1])\nprint('held', flush=True)\ntime.sleep(600)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=ROOT, env=ENV, text=True,
+                         stdout=subprocess.PIPE)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict", "eval", "cbcs", "train --resume", "train", "synthetic"])
+def test_a_folder_another_command_is_writing_is_refused_before_any_work(data, tmp_path, command):
+    """Two trainings into one run folder (`make train RESUME=1` twice), or two predicts into
+    one new --out, both ran and reported success, their files mixed. The second stops, naming
+    the first; once that one is gone (even killed, its lock file left), the folder is usable and
+    holds no lock file after."""
+    out = tmp_path / "out"
+    argv = {**commands(data, out), "synthetic": _synthetic(tmp_path)[0]}[command.split()[0]]
+    if command == "train --resume":
+        shutil.copytree(data["run"], out)
+        argv = argv[:-1] + [3, "--resume"]
+    out = pathlib.Path(argv[argv.index("--out") + 1])
+    before = files_of(out) if out.exists() else {}
+    holder = holding(out)
+    try:
+        r = run(*argv)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert_fails_cleanly(r, out, f"in use by another running command (pid {holder.pid})")
+    assert {n: b for n, b in files_of(out).items() if n != ".gwd-lock"} == before
+    r = run(*argv)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert not list(out.rglob(".gwd-lock"))
+
+
 # ---------------------------------------------------------------- 7. settings that make no sense
 SETTINGS = [
     (["apps.train", "--iters", -1], "--iters", "[0, 2147483647]"),
@@ -1678,6 +1715,7 @@ def test_an_atomic_write_to_a_symlink_replaces_its_target(tmp_path, link):
 
 
 def test_prepare_out_dir(tmp_path):
+    from core.errors import cli
     from core.outputs import prepare_out_dir
     (tmp_path / "f").write_text("x")
     with pytest.raises(UserError, match="is a file"):
@@ -1689,9 +1727,14 @@ def test_prepare_out_dir(tmp_path):
     with pytest.raises(UserError, match="not empty.*--force"):
         prepare_out_dir(tmp_path / "full")
     assert prepare_out_dir(tmp_path / "full", force=True)
-    assert prepare_out_dir(tmp_path / "full", may_hold=lambda names: names == ["x"])
-    prepare_out_dir(tmp_path / "new" / "deeper")
-    assert not (tmp_path / "new").exists()      # created by the first write, not before
+    assert prepare_out_dir(tmp_path / "full", may_hold=lambda names: names == ["x"])   # its lock file not counted
+
+    @cli
+    def command():
+        prepare_out_dir(tmp_path / "new" / "deeper")
+        assert os.listdir(tmp_path / "new" / "deeper") == [".gwd-lock"]     # held while the command runs
+    command()
+    assert not (tmp_path / "new").exists()      # made for its lock, removed at the end: left empty
 
 
 def test_shape_checks_match_caffe_on_every_prototxt():
