@@ -18,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 
@@ -34,6 +35,8 @@ def _read_umask():
 
 _UMASK = _read_umask()
 STAGING_PREFIX = ".tmp-"
+# What tempfile names in this module: STAGING_PREFIX, 8 random characters, the suffix given.
+_STAGED_NAME = re.compile(re.escape(STAGING_PREFIX) + r"[a-z0-9_]{8}(\.\w+)?")
 LOCK_NAME = ".gwd-lock"
 _locked = {}     # folders this process's command holds: {real path: (folder fd, lock file fd)}
 
@@ -217,9 +220,10 @@ def own_entry(name):
 def lock_out_dir(out):
     """Hold the output folder `out` (made if missing) for this command alone until it ends:
     an exclusive flock on its lock file, which the system lets go of when the process dies,
-    however it dies. Another command holding it is one line naming its process id. At the end
-    the lock file is removed, and so is the folder when this command made it and left it empty
-    (a failed start leaves nothing)."""
+    however it dies. Another command holding it is one line naming its process id. Then the
+    staging and temporary files of an earlier command that was killed (SIGKILL, a power cut)
+    are removed: nothing else writes there now. At the end the lock file is removed, and so is
+    the folder when this command made it and left it empty (a failed start leaves nothing)."""
     out = os.path.expanduser(os.fspath(out))
     created = _missing_folders(out)
     _makedirs(out)
@@ -238,6 +242,7 @@ def lock_out_dir(out):
         raise
     _locked[path] = folder, lock
     at_command_end(lambda: _unlock(path, created))
+    _remove_stale_staging(folder)
 
 
 def _take_lock(out, folder):
@@ -276,6 +281,17 @@ def _holder(folder):
     except OSError:
         pid = ""
     return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def _remove_stale_staging(folder):
+    for name in os.listdir(folder):
+        if _STAGED_NAME.fullmatch(name):
+            try:
+                os.unlink(name, dir_fd=folder)
+            except IsADirectoryError:
+                shutil.rmtree(name, dir_fd=folder, ignore_errors=True)
+            except OSError:
+                pass
 
 
 def _unlock(path, created):

@@ -1516,6 +1516,19 @@ def test_a_folder_another_command_is_writing_is_refused_before_any_work(data, tm
     assert not list(out.rglob(".gwd-lock"))
 
 
+@pytest.mark.slow
+def test_staging_left_by_a_killed_predict_is_removed_by_the_next_run(data, tmp_path):
+    """SIGKILL (or a power cut) leaves predict's staging folder, partial maps inside, in --out:
+    the next command writing there removes it; the folder counts as empty meanwhile."""
+    out = tmp_path / "out"
+    (out / ".tmp-k1ll3d_0" / "new" / "g 0").mkdir(parents=True)
+    (out / ".tmp-k1ll3d_0" / "new" / "g 0" / "1.png").write_bytes(b"partial")
+    (out / ".tmp-abcd1234.png").write_bytes(b"partial")
+    r = run(*commands(data, out)["predict"])
+    assert r.returncode == 0, r.stderr
+    assert not list(out.glob(".tmp-*")) and not list(out.glob(".gwd-lock"))
+
+
 # ---------------------------------------------------------------- 7. settings that make no sense
 SETTINGS = [
     (["apps.train", "--iters", -1], "--iters", "[0, 2147483647]"),
