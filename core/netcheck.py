@@ -37,12 +37,22 @@ def _spatial(values, n, default, what):
 
 
 def _hw(p, name, n, default):
-    """kernel/stride/pad: the *_h/*_w fields if set, else the repeated field."""
-    if p.HasField(f"{name}_h") or p.HasField(f"{name}_w"):
-        return [getattr(p, f"{name}_h"), getattr(p, f"{name}_w")]
+    """kernel/stride/pad as n numbers, by Caffe's rules (base_conv_layer.cpp and
+    pooling_layer.cpp LayerSetUp): the *_h/*_w fields, both of them, for 2-D only and never
+    together with the plain field; else the plain field (repeated in a convolution)."""
     field = {"kernel": "kernel_size"}.get(name, name)
+    h, w = p.HasField(f"{name}_h"), p.HasField(f"{name}_w")
     value = getattr(p, field)
-    if isinstance(value, int):     # PoolingParameter: one optional number, not a list
+    pooling = isinstance(value, int)     # PoolingParameter: one optional number, not a list
+    if h or w:
+        if (p.HasField(field) if pooling else len(value)):
+            raise _Bad(f"sets both {field} and {name}_h/{name}_w; keep one of them")
+        if n != 2:
+            raise _Bad(f"{name}_h/{name}_w are for 2-D inputs only; use {field}")
+        if pooling and not (h and w):
+            raise _Bad(f"sets only one of {name}_h and {name}_w; give both, or {field}")
+        return [getattr(p, f"{name}_h"), getattr(p, f"{name}_w")]
+    if pooling:
         return [value if p.HasField(field) else default] * n
     return _spatial(value, n, default, field)
 
@@ -85,9 +95,13 @@ def _pool(layer, bottom):
     p = layer.pooling_param
     if len(bottom) != 4:
         raise _Bad(f"needs a 4-D input, got shape {list(bottom)}")
-    if p.global_pooling:
-        return [(bottom[0], bottom[1], 1, 1)]
     k, s, pad = _hw(p, "kernel", 2, None), _hw(p, "stride", 2, 1), _hw(p, "pad", 2, 0)
+    if p.global_pooling:
+        if k != [None, None] or s != [1, 1] or pad != [0, 0]:
+            raise _Bad("global_pooling takes no kernel_size, stride or pad")
+        return [(bottom[0], bottom[1], 1, 1)]
+    if max(pad) and p.pool not in (p.MAX, p.AVE):
+        raise _Bad("pad works with pool MAX or AVE only")
     if None in k or min(k) < 1:
         raise _Bad("kernel_size must be >= 1")
     if min(s) < 1:
@@ -99,7 +113,7 @@ def _pool(layer, bottom):
         if size + 2 * pp < kk:
             raise _Bad(f"kernel {kk} is larger than its input of {size} (+ 2 x pad {pp}): "
                        "use a smaller kernel or a larger input")
-        o = int(math.ceil((size + 2 * pp - kk) / ss)) + 1
+        o = (math.floor if p.round_mode == p.FLOOR else math.ceil)((size + 2 * pp - kk) / ss) + 1
         if pp and (o - 1) * ss >= size + pp:
             o -= 1
         out.append(o)
@@ -187,6 +201,8 @@ def _top_shapes(layer, bottoms):
         return _pool(layer, bottoms[0])
     if t == "LRN" and layer.lrn_param.local_size % 2 == 0:
         raise _Bad(f"local_size {layer.lrn_param.local_size} must be odd")
+    if t == "Softmax":
+        _axis(layer.softmax_param.axis, bottoms[0])
     if t in ELEMENTWISE or t == "Split":
         return [bottoms[0]] * len(layer.top)
     if t == "Slice":

@@ -533,6 +533,21 @@ DEPLOY_EDITS = {   # id: (old, new, words of the message)
     "LRN of an even size": ('layer { name: "relu1_1"', 'layer { name: "lrn" type: "LRN" bottom: "conv1_1" '
                             'top: "lrn" lrn_param { local_size: 4 } }\nlayer { name: "relu1_1"',
                             ["'lrn'", "local_size 4 must be odd"]),
+    # sixth pass: Caffe's LayerSetUp rules
+    "kernel_size and kernel_h/w": ("kernel_size: 3 pad: 1", "kernel_size: 3 kernel_h: 3 kernel_w: 3 pad: 1",
+                                   ["conv1_1", "both kernel_size and kernel_h/kernel_w"]),
+    "pad and pad_h/w": ("kernel_size: 3 pad: 1", "kernel_size: 3 pad: 1 pad_h: 1 pad_w: 1", ["conv1_1", "both pad and"]),
+    "stride_h on a 1-value convolution": ("kernel_size: 3 pad: 1", "kernel_size: 3 pad: 1 stride: 1 stride_h: 1",
+                                          ["conv1_1", "both stride and"]),
+    "pooling with pad_h only": ("pool: MAX kernel_size: 2 stride: 2", "pool: MAX kernel_size: 2 stride: 2 pad_h: 1",
+                                ["pool1", "only one of pad_h and pad_w"]),
+    "global pooling with a kernel": ("pool: MAX kernel_size: 2 stride: 2", "pool: MAX kernel_size: 2 global_pooling: true",
+                                     ["pool1", "global_pooling takes no kernel_size"]),
+    "padded stochastic pooling": ("pool: MAX kernel_size: 2 stride: 2", "pool: STOCHASTIC kernel_size: 2 stride: 2 pad: 1",
+                                  ["pool1", "pad works with pool MAX or AVE"]),
+    "Softmax axis out of range": ('layer {\n  name: "conv2_1"', 'layer { name: "sm" type: "Softmax" bottom: "pool1" '
+                                  'top: "sm" softmax_param { axis: 7 } }\nlayer {\n  name: "conv2_1"',
+                                  ["'sm'", "axis 7"]),
 }
 
 
