@@ -226,11 +226,70 @@ def _top_shapes(layer, bottoms):
     return None
 
 
-def _in_phase(layer, phase):
-    """Caffe's include/exclude rules, by phase only (0 TRAIN, 1 TEST)."""
-    if layer.include:
-        return any(not r.HasField("phase") or r.phase == phase for r in layer.include)
-    return not any(r.HasField("phase") and r.phase == phase for r in layer.exclude)
+def _meets(rule, state):
+    """Caffe's Net::StateMeetsRule: state is (phase, level, stages)."""
+    phase, level, stages = state
+    return not ((rule.HasField("phase") and rule.phase != phase) or
+                (rule.HasField("min_level") and level < rule.min_level) or
+                (rule.HasField("max_level") and level > rule.max_level) or
+                any(s not in stages for s in rule.stage) or any(s in stages for s in rule.not_stage))
+
+
+def active_layers(param, path, phase):
+    """The layers Caffe builds of a net in `phase` (0 TRAIN, 1 TEST), by their include and
+    exclude rules against the net's state (Net::FilterNet)."""
+    state = (phase, param.state.level, set(param.state.stage))
+    layers = []
+    for layer in param.layer:
+        if layer.include and layer.exclude:
+            raise UserError(f"{path}: layer '{layer.name}' has both include and exclude rules; "
+                            "give one kind")
+        if (any(_meets(r, state) for r in layer.include) if layer.include
+                else not any(_meets(r, state) for r in layer.exclude)):
+            layers.append(layer)
+    return layers
+
+
+def check_graph(param, path, phase=1):
+    """How the layers of `phase` connect, by Caffe's rules: every bottom produced by an earlier
+    layer (insert_splits.cpp), a top name produced once, except by a layer computing in place
+    (top j = bottom j) on a blob no other layer takes (Caffe puts a Split before the layers
+    sharing one, and the in-place one becomes a second producer: Net::AppendTop), and no
+    Split in place (split_layer.cpp)."""
+    layers = active_layers(param, path, phase)
+    readers = {}        # (producing layer, top index) -> how many layers take it
+    for source, layer, _ in _wiring(param, layers, path):
+        for b in source:
+            readers[b] = readers.get(b, 0) + 1
+        for j, weight in enumerate(layer.loss_weight[:len(layer.top)]):
+            if weight:      # a loss output counts as one more reader (insert_splits.cpp)
+                readers[(id(layer), j)] = readers.get((id(layer), j), 0) + 1
+    for source, layer, produced in _wiring(param, layers, path):
+        for j, top in enumerate(layer.top):
+            in_place = j < len(layer.bottom) and top == layer.bottom[j]
+            if in_place and layer.type == "Split":
+                raise UserError(f"{path}: layer '{layer.name}' (Split) cannot compute in place; "
+                                "give its tops names of their own")
+            if top in produced and not (in_place and readers.get(source[j], 0) <= 1):
+                why = (f"in place on '{top}', which other layers take too" if in_place
+                       else f"'{top}', which an earlier layer produces")
+                raise UserError(f"{path}: layer '{layer.name}' ({layer.type}) writes top {why}; "
+                                "give the top a name of its own")
+
+
+def _wiring(param, layers, path):
+    """(the producers of its bottoms, layer, the blob names produced before it) for each layer,
+    a producer being (id of the producing layer, top index); UserError for a bottom no
+    earlier layer produces."""
+    last = {name: ("input", i) for i, name in enumerate(param.input)}
+    for layer in layers:
+        missing = [b for b in layer.bottom if b not in last]
+        if missing:
+            raise UserError(f"{path}: layer '{layer.name}' takes bottom '{missing[0]}', which no "
+                            "earlier layer produces")
+        yield [last[b] for b in layer.bottom], layer, set(last)
+        for j, top in enumerate(layer.top):
+            last[top] = (id(layer), j)
 
 
 def check_shapes(param, path, phase=1, visit=None):
@@ -238,9 +297,7 @@ def check_shapes(param, path, phase=1, visit=None):
     and what to change at the first layer Caffe would abort on. Returns {blob: shape or None}.
     visit(layer, bottom shapes) is called for each layer of `phase` that passed."""
     shapes = {name: tuple(s.dim) for name, s in zip(param.input, param.input_shape)}
-    for layer in param.layer:
-        if not _in_phase(layer, phase):
-            continue
+    for layer in active_layers(param, path, phase):
         bottoms = [shapes.get(b) for b in layer.bottom]
         try:
             tops = _top_shapes(layer, bottoms)

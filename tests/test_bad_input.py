@@ -530,10 +530,10 @@ DEPLOY_EDITS = {   # id: (old, new, words of the message)
     # third pass
     "two Input shapes for one top": ("dim: 128 } }", "dim: 128 } shape { dim: 1 } }", ["'data'", "2 shapes for 1 top"]),
     "a blob over Caffe's size limit": ("dim: 64 dim: 128", "dim: 60000 dim: 60000", ["'data'", "2147483647"]),
-    "LRN of an even size": ('layer { name: "relu1_1"', 'layer { name: "lrn" type: "LRN" bottom: "conv1_1" '
-                            'top: "lrn" lrn_param { local_size: 4 } }\nlayer { name: "relu1_1"',
+    "LRN of an even size": ('layer {\n  name: "conv2_1"', 'layer { name: "lrn" type: "LRN" bottom: "pool1" '
+                            'top: "lrn" lrn_param { local_size: 4 } }\nlayer {\n  name: "conv2_1"',
                             ["'lrn'", "local_size 4 must be odd"]),
-    # sixth pass: Caffe's LayerSetUp rules
+    # sixth pass: Caffe's LayerSetUp and net-building rules
     "kernel_size and kernel_h/w": ("kernel_size: 3 pad: 1", "kernel_size: 3 kernel_h: 3 kernel_w: 3 pad: 1",
                                    ["conv1_1", "both kernel_size and kernel_h/kernel_w"]),
     "pad and pad_h/w": ("kernel_size: 3 pad: 1", "kernel_size: 3 pad: 1 pad_h: 1 pad_w: 1", ["conv1_1", "both pad and"]),
@@ -545,6 +545,19 @@ DEPLOY_EDITS = {   # id: (old, new, words of the message)
                                      ["pool1", "global_pooling takes no kernel_size"]),
     "padded stochastic pooling": ("pool: MAX kernel_size: 2 stride: 2", "pool: STOCHASTIC kernel_size: 2 stride: 2 pad: 1",
                                   ["pool1", "pad works with pool MAX or AVE"]),
+    "a layer of the TRAIN phase only": ('bottom: "conv1_1" top: "conv1_2"',
+                                        'bottom: "conv1_1" top: "conv1_2" include { phase: TRAIN }',
+                                        ["relu1_2", "'conv1_2'", "no earlier layer produces"]),
+    "include and exclude rules": ('bottom: "conv1_1" top: "conv1_2"',
+                                  'bottom: "conv1_1" top: "conv1_2" include { phase: TEST } exclude { phase: TRAIN }',
+                                  ["conv1_2", "both include and exclude"]),
+    "a top produced twice": ('name: "relu1_1" type: "ReLU" bottom: "conv1_1" top: "conv1_1"',
+                             'name: "relu1_1" type: "ReLU" bottom: "conv1_1" top: "conv1_2"',
+                             ["'conv1_2'", "an earlier layer produces"]),
+    "in place on a shared blob": ('layer { name: "relu1_1"', 'layer { name: "bn" type: "BatchNorm" bottom: "conv1_1" '
+                                  'top: "bn" }\nlayer { name: "relu1_1"', ["relu1_1", "other layers take too"]),
+    "Split in place": ('layer { name: "relu1_1"', 'layer { name: "sp" type: "Split" bottom: "conv1_1" top: "conv1_1" }\n'
+                       'layer { name: "relu1_1"', ["'sp'", "Split", "in place"]),
     "Softmax axis out of range": ('layer {\n  name: "conv2_1"', 'layer { name: "sm" type: "Softmax" bottom: "pool1" '
                                   'top: "sm" softmax_param { axis: 7 } }\nlayer {\n  name: "conv2_1"',
                                   ["'sm'", "axis 7"]),
