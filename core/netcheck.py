@@ -292,6 +292,30 @@ def _wiring(param, layers, path):
             last[top] = (id(layer), j)
 
 
+def _fields(message):
+    """(field, value) of every field set in a message and the messages inside it."""
+    for field, value in message.ListFields():
+        if field.name == "blobs":       # weights written into the prototxt: not settings
+            continue
+        if field.message_type is None:
+            yield field, value
+            continue
+        for sub in (value if field.is_repeated else [value]):
+            yield from _fields(sub)
+
+
+def _check_settings(layer):
+    """Settings Caffe aborts on, or computes NaN with, whatever the layer type: a cuDNN engine
+    (the project's Caffe is built without cuDNN, README "Deviations"), a number that is not
+    finite (a ReLU's negative_slope: nan made every map NaN)."""
+    for field, value in _fields(layer):
+        values = value if field.is_repeated else [value]
+        if field.name == "engine" and field.enum_type.values_by_name["CUDNN"].number in values:
+            raise _Bad("engine: CUDNN, but this Caffe is built without cuDNN; use engine: CAFFE or leave it out")
+        if field.type in (field.TYPE_FLOAT, field.TYPE_DOUBLE) and not all(map(math.isfinite, values)):
+            raise _Bad(f"{field.name} is {values[0] if len(values) == 1 else values}, not a finite number")
+
+
 def check_shapes(param, path, phase=1, visit=None):
     """Propagate blob shapes through a parsed NetParameter; UserError naming the file, the layer
     and what to change at the first layer Caffe would abort on. Returns {blob: shape or None}.
@@ -300,6 +324,7 @@ def check_shapes(param, path, phase=1, visit=None):
     for layer in active_layers(param, path, phase):
         bottoms = [shapes.get(b) for b in layer.bottom]
         try:
+            _check_settings(layer)
             tops = _top_shapes(layer, bottoms)
         except _Bad as e:
             raise UserError(f"{path}: layer '{layer.name}' ({layer.type}): {e}") from None

@@ -533,7 +533,7 @@ DEPLOY_EDITS = {   # id: (old, new, words of the message)
     "LRN of an even size": ('layer {\n  name: "conv2_1"', 'layer { name: "lrn" type: "LRN" bottom: "pool1" '
                             'top: "lrn" lrn_param { local_size: 4 } }\nlayer {\n  name: "conv2_1"',
                             ["'lrn'", "local_size 4 must be odd"]),
-    # sixth pass: Caffe's LayerSetUp and net-building rules
+    # sixth pass: Caffe's LayerSetUp and net-building rules, and settings that give NaN maps
     "kernel_size and kernel_h/w": ("kernel_size: 3 pad: 1", "kernel_size: 3 kernel_h: 3 kernel_w: 3 pad: 1",
                                    ["conv1_1", "both kernel_size and kernel_h/kernel_w"]),
     "pad and pad_h/w": ("kernel_size: 3 pad: 1", "kernel_size: 3 pad: 1 pad_h: 1 pad_w: 1", ["conv1_1", "both pad and"]),
@@ -545,6 +545,7 @@ DEPLOY_EDITS = {   # id: (old, new, words of the message)
                                      ["pool1", "global_pooling takes no kernel_size"]),
     "padded stochastic pooling": ("pool: MAX kernel_size: 2 stride: 2", "pool: STOCHASTIC kernel_size: 2 stride: 2 pad: 1",
                                   ["pool1", "pad works with pool MAX or AVE"]),
+    "cuDNN engine": ("kernel_size: 3 pad: 1", "kernel_size: 3 pad: 1 engine: CUDNN", ["conv1_1", "without cuDNN"]),
     "a layer of the TRAIN phase only": ('bottom: "conv1_1" top: "conv1_2"',
                                         'bottom: "conv1_1" top: "conv1_2" include { phase: TRAIN }',
                                         ["relu1_2", "'conv1_2'", "no earlier layer produces"]),
@@ -561,6 +562,9 @@ DEPLOY_EDITS = {   # id: (old, new, words of the message)
     "Softmax axis out of range": ('layer {\n  name: "conv2_1"', 'layer { name: "sm" type: "Softmax" bottom: "pool1" '
                                   'top: "sm" softmax_param { axis: 7 } }\nlayer {\n  name: "conv2_1"',
                                   ["'sm'", "axis 7"]),
+    "ReLU slope NaN": ('name: "relu1_1" type: "ReLU" bottom: "conv1_1" top: "conv1_1"',
+                       'name: "relu1_1" type: "ReLU" bottom: "conv1_1" top: "conv1_1" relu_param { negative_slope: nan }',
+                       ["relu1_1", "negative_slope is nan", "finite"]),
 }
 
 
