@@ -21,7 +21,6 @@ folder's own caffemodel, whatever path the solverstate remembers. A snapshot is 
 once both of its files are complete and read back.
 """
 import argparse
-import contextlib
 import csv
 import hashlib
 import json
@@ -435,9 +434,10 @@ def check_iterations(args, start):
 
 
 def open_run(args):
-    """The run folder, checked (writable, new or this run's own) before the work; the snapshot
-    to resume from, or None; whether this command created the folder; and the run's settings
-    (args, with what its record holds filled in)."""
+    """The run folder, checked (writable, new or this run's own) and held for this command
+    (core.outputs.lock_out_dir: a folder it made and left empty is removed at its end) before
+    the work; the snapshot to resume from, or None; and the run's settings (args, with what its
+    record holds filled in)."""
     run = RunFolder(caffe_path(os.path.abspath(os.path.expanduser(args.out)), "run folder"))   # the solver names it
     latest = run.latest() if args.resume and os.path.isdir(run.out) else None
     if args.resume and latest is None:
@@ -448,26 +448,8 @@ def open_run(args):
     check_iterations(args, latest["iter"] if latest else 0)
     prepare_out_dir(run.out, force=args.force,
                     may_hold=lambda names: args.resume or set(names) <= RUN_FILES)
-    created = not os.path.isdir(run.out)
-    os.makedirs(run.out, exist_ok=True)
     shutil.rmtree(run.partial, ignore_errors=True)     # what a crash mid-snapshot left
-    return run, latest, created, args
-
-
-@contextlib.contextmanager
-def removed_if_start_fails(folder, created):
-    """A run folder this command created is removed again when the run fails to start before
-    writing anything there (a damaged group list, an unusable GPU, Ctrl-C): a failed start
-    leaves nothing new. One that holds the run's records stays, to be started again."""
-    try:
-        yield
-    except BaseException:
-        if created:
-            try:
-                os.rmdir(folder)
-            except OSError:     # not empty
-                pass
-        raise
+    return run, latest, args
 
 
 def build_solver(args, run, start, scratch):
@@ -575,28 +557,27 @@ def loop(solver, run, args, max_iter, val, stop, kind, ratios):
 
 def train(args):
     check_inputs(args)
-    run, latest, created, args = open_run(args)
+    run, latest, args = open_run(args)
     start = latest["iter"] if latest else 0
     if start and total_iterations(args) == start:
         say(f"{args.out}: at iteration {start} already: nothing to do (give a larger --iters to "
             "continue it)")
         return 0
 
-    with removed_if_start_fails(run.out, created):
-        from core.device import select_mode
-        select_mode(args.gpu)
-        caffe.set_random_seed(args.seed)
+    from core.device import select_mode
+    select_mode(args.gpu)
+    caffe.set_random_seed(args.seed)
 
-        scratch = tempfile.mkdtemp(dir=run.out, prefix=STAGING_PREFIX)
-        try:
-            solver, net, solver_param = build_solver(args, run, start, scratch)
-            kind = solver_type(solver_param)
-            check_space(run.out, run.snapshot_bytes(solver.net, kind), "a snapshot")
-            say(start_weights(solver, solver_param, args, run, latest, scratch))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        # only now: the solver was built and restored
-        run.write_records(net, solver_param, None if latest else run_record(args, solver_param))
+    scratch = tempfile.mkdtemp(dir=run.out, prefix=STAGING_PREFIX)
+    try:
+        solver, net, solver_param = build_solver(args, run, start, scratch)
+        kind = solver_type(solver_param)
+        check_space(run.out, run.snapshot_bytes(solver.net, kind), "a snapshot")
+        say(start_weights(solver, solver_param, args, run, latest, scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    # only now: the solver was built and restored
+    run.write_records(net, solver_param, None if latest else run_record(args, solver_param))
     os.makedirs(run.partial, exist_ok=True)
     val = make_validator(args, solver)
 
@@ -616,24 +597,11 @@ def train(args):
     return 0
 
 
-class Terminated(Exception):
-    """SIGTERM before the training loop, which has nothing to snapshot yet."""
-
-
-def _terminated(signum, frame):
-    raise Terminated
-
-
 @cli
 def main(argv=None):
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)   # until the loop's StopSignals takes it over
-    try:
-        code = train(args)
-    except Terminated:    # the run folder as before: its scratch files removed on the way out
-        say("terminated")
-        code = 128 + signal.SIGTERM
-    sys.exit(code)
+    # SIGTERM before the training loop (which has nothing to snapshot yet) is core.errors.cli's
+    # one line and 143, the run folder as before: its scratch files removed on the way out.
+    sys.exit(train(parse_args(argv)))
 
 
 if __name__ == "__main__":

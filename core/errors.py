@@ -8,7 +8,13 @@ importing Caffe, OpenCV, matplotlib) can surface inside C code as an ImportError
 traceback; so during an import, SIGINT ends the process at once with that line, and elsewhere
 it raises KeyboardInterrupt as usual, which the `cli` wrapper turns into the same line after
 the code on the way out has cleaned up. Importing this module, which every package of the project does
-first, sets this up for `python -m <package>...` from its first import on."""
+first, sets this up for `python -m <package>...` from its first import on.
+
+SIGTERM (kill, timeout, docker stop) is answered the same way, with "terminated" and status 143:
+it raises Terminated, a KeyboardInterrupt, so that what cleans up after Ctrl-C (staging folders,
+worker pools, scratch files) cleans up after it too. A process started with SIGTERM ignored keeps
+ignoring it, and worker processes keep its default action (their pool ends them with it)."""
+import atexit
 import codecs
 import errno
 import functools
@@ -18,6 +24,7 @@ import sys
 import threading
 
 INTERRUPTED = 130
+TERMINATED = 128 + signal.SIGTERM
 # What a shell reports for a Unix tool whose reader went away (`cmd | head -1`): 128 + SIGPIPE.
 BROKEN_PIPE = 128 + signal.SIGPIPE
 STDOUT = "<stdout>"
@@ -28,13 +35,17 @@ class UserError(Exception):
     file and says what is wrong; command-line entry points print it and exit with status 2."""
 
 
-def _interrupted(*_):
-    print("interrupted", file=sys.stderr)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be: the same code cleans up on the way out."""
+
+
+def _interrupted(*_, line="interrupted", status=INTERRUPTED):
+    print(line, file=sys.stderr)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     finally:
-        os._exit(INTERRUPTED)
+        os._exit(status)
 
 
 def _importing(frame):
@@ -51,6 +62,20 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt
 
 
+def _on_sigterm(signum, frame):
+    if _importing(frame):
+        _interrupted(line="terminated", status=TERMINATED)
+    raise Terminated
+
+
+def _take_sigterm():
+    """Answer SIGTERM with _on_sigterm unless it is ignored or handled otherwise (a command's
+    own handler); returns the handler it replaced, or None."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    return None
+
+
 def _fork_server():
     """True in a multiprocessing fork server (`python -c 'from multiprocessing.forkserver
     import main; ...'`) importing its preloaded modules: it ignores Ctrl-C only after them, and
@@ -64,12 +89,16 @@ def _quiet_start_up():
     mp = sys.modules.get("multiprocessing")
     if mp is not None and (mp.parent_process() is not None or _fork_server()):
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # a worker: its parent answers Ctrl-C
-    elif sys.argv[:1] == ["-m"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _on_sigint)       # `python -m` is importing its package
+    elif sys.argv[:1] == ["-m"]:                       # `python -m` is importing its package
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_sigint)
+        _take_sigterm()
 
 
 def _uncaught(exc_type, exc, tb, previous=sys.excepthook):
-    if issubclass(exc_type, KeyboardInterrupt):    # between two imports of a starting command
+    if issubclass(exc_type, Terminated):           # between two imports of a starting command
+        _interrupted(line="terminated", status=TERMINATED)
+    if issubclass(exc_type, KeyboardInterrupt):
         _interrupted()
     previous(exc_type, exc, tb)
 
@@ -132,6 +161,28 @@ _quiet_start_up()
 _tolerant_output()
 sys.excepthook = _uncaught
 sys.unraisablehook = _unraisable
+
+
+_at_command_end = []
+_running = [0]      # commands (cli) running in this process, nested ones included
+
+
+def at_command_end(release):
+    """Call release() when the command ends, however it ends (its `cli` returns, or the process
+    exits where no `cli` runs it): what a command holds for its whole life (an output folder's
+    lock) is let go of once, never while it still writes."""
+    _at_command_end.append(release)
+
+
+def _command_ended():
+    while _at_command_end:
+        try:
+            _at_command_end.pop()()
+        except OSError:
+            pass
+
+
+atexit.register(_command_ended)
 
 
 def os_error_line(e):
@@ -211,13 +262,16 @@ def _run_and_flush(main, args, kwargs):
 def cli(main):
     """Decorate a command-line `main` so that a UserError, an OSError (a full disk, a read-only
     file system, a missing permission, a stdout that takes nothing more: one line naming the
-    path) or Ctrl-C ends the process with a one-line message instead of a traceback. A stdout
-    whose reader went away (`| head`) ends it quietly with BROKEN_PIPE, as Unix tools end."""
+    path), Ctrl-C or SIGTERM ends the process with a one-line message instead of a traceback. A
+    stdout whose reader went away (`| head`) ends it quietly with BROKEN_PIPE, as Unix tools end."""
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
-        previous = None
-        if threading.current_thread() is threading.main_thread() and not sigint_ignored():
-            previous = signal.signal(signal.SIGINT, _on_sigint)
+        previous = previous_term = None
+        if threading.current_thread() is threading.main_thread():
+            previous_term = _take_sigterm()
+            if not sigint_ignored():
+                previous = signal.signal(signal.SIGINT, _on_sigint)
+        _running[0] += 1
         try:
             return _run_and_flush(main, args, kwargs)
         except UserError as e:
@@ -228,10 +282,18 @@ def cli(main):
                 sys.exit(BROKEN_PIPE)
             print(f"error: {os_error_line(e)}", file=sys.stderr)
             sys.exit(2)
+        except Terminated:
+            print("terminated", file=sys.stderr)
+            sys.exit(TERMINATED)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(INTERRUPTED)     # unwinds: temporary files are removed on the way out
         finally:
+            _running[0] -= 1
+            if not _running[0]:
+                _command_ended()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
+            if previous_term is not None:
+                signal.signal(signal.SIGTERM, previous_term)
     return wrapper

@@ -37,12 +37,22 @@ def _spatial(values, n, default, what):
 
 
 def _hw(p, name, n, default):
-    """kernel/stride/pad: the *_h/*_w fields if set, else the repeated field."""
-    if p.HasField(f"{name}_h") or p.HasField(f"{name}_w"):
-        return [getattr(p, f"{name}_h"), getattr(p, f"{name}_w")]
+    """kernel/stride/pad as n numbers, by Caffe's rules (base_conv_layer.cpp and
+    pooling_layer.cpp LayerSetUp): the *_h/*_w fields, both of them, for 2-D only and never
+    together with the plain field; else the plain field (repeated in a convolution)."""
     field = {"kernel": "kernel_size"}.get(name, name)
+    h, w = p.HasField(f"{name}_h"), p.HasField(f"{name}_w")
     value = getattr(p, field)
-    if isinstance(value, int):     # PoolingParameter: one optional number, not a list
+    pooling = isinstance(value, int)     # PoolingParameter: one optional number, not a list
+    if h or w:
+        if (p.HasField(field) if pooling else len(value)):
+            raise _Bad(f"sets both {field} and {name}_h/{name}_w; keep one of them")
+        if n != 2:
+            raise _Bad(f"{name}_h/{name}_w are for 2-D inputs only; use {field}")
+        if pooling and not (h and w):
+            raise _Bad(f"sets only one of {name}_h and {name}_w; give both, or {field}")
+        return [getattr(p, f"{name}_h"), getattr(p, f"{name}_w")]
+    if pooling:
         return [value if p.HasField(field) else default] * n
     return _spatial(value, n, default, field)
 
@@ -85,9 +95,13 @@ def _pool(layer, bottom):
     p = layer.pooling_param
     if len(bottom) != 4:
         raise _Bad(f"needs a 4-D input, got shape {list(bottom)}")
-    if p.global_pooling:
-        return [(bottom[0], bottom[1], 1, 1)]
     k, s, pad = _hw(p, "kernel", 2, None), _hw(p, "stride", 2, 1), _hw(p, "pad", 2, 0)
+    if p.global_pooling:
+        if k != [None, None] or s != [1, 1] or pad != [0, 0]:
+            raise _Bad("global_pooling takes no kernel_size, stride or pad")
+        return [(bottom[0], bottom[1], 1, 1)]
+    if max(pad) and p.pool not in (p.MAX, p.AVE):
+        raise _Bad("pad works with pool MAX or AVE only")
     if None in k or min(k) < 1:
         raise _Bad("kernel_size must be >= 1")
     if min(s) < 1:
@@ -99,7 +113,7 @@ def _pool(layer, bottom):
         if size + 2 * pp < kk:
             raise _Bad(f"kernel {kk} is larger than its input of {size} (+ 2 x pad {pp}): "
                        "use a smaller kernel or a larger input")
-        o = int(math.ceil((size + 2 * pp - kk) / ss)) + 1
+        o = (math.floor if p.round_mode == p.FLOOR else math.ceil)((size + 2 * pp - kk) / ss) + 1
         if pp and (o - 1) * ss >= size + pp:
             o -= 1
         out.append(o)
@@ -187,6 +201,8 @@ def _top_shapes(layer, bottoms):
         return _pool(layer, bottoms[0])
     if t == "LRN" and layer.lrn_param.local_size % 2 == 0:
         raise _Bad(f"local_size {layer.lrn_param.local_size} must be odd")
+    if t == "Softmax":
+        _axis(layer.softmax_param.axis, bottoms[0])
     if t in ELEMENTWISE or t == "Split":
         return [bottoms[0]] * len(layer.top)
     if t == "Slice":
@@ -210,11 +226,94 @@ def _top_shapes(layer, bottoms):
     return None
 
 
-def _in_phase(layer, phase):
-    """Caffe's include/exclude rules, by phase only (0 TRAIN, 1 TEST)."""
-    if layer.include:
-        return any(not r.HasField("phase") or r.phase == phase for r in layer.include)
-    return not any(r.HasField("phase") and r.phase == phase for r in layer.exclude)
+def _meets(rule, state):
+    """Caffe's Net::StateMeetsRule: state is (phase, level, stages)."""
+    phase, level, stages = state
+    return not ((rule.HasField("phase") and rule.phase != phase) or
+                (rule.HasField("min_level") and level < rule.min_level) or
+                (rule.HasField("max_level") and level > rule.max_level) or
+                any(s not in stages for s in rule.stage) or any(s in stages for s in rule.not_stage))
+
+
+def active_layers(param, path, phase):
+    """The layers Caffe builds of a net in `phase` (0 TRAIN, 1 TEST), by their include and
+    exclude rules against the net's state (Net::FilterNet)."""
+    state = (phase, param.state.level, set(param.state.stage))
+    layers = []
+    for layer in param.layer:
+        if layer.include and layer.exclude:
+            raise UserError(f"{path}: layer '{layer.name}' has both include and exclude rules; "
+                            "give one kind")
+        if (any(_meets(r, state) for r in layer.include) if layer.include
+                else not any(_meets(r, state) for r in layer.exclude)):
+            layers.append(layer)
+    return layers
+
+
+def check_graph(param, path, phase=1):
+    """How the layers of `phase` connect, by Caffe's rules: every bottom produced by an earlier
+    layer (insert_splits.cpp), a top name produced once, except by a layer computing in place
+    (top j = bottom j) on a blob no other layer takes (Caffe puts a Split before the layers
+    sharing one, and the in-place one becomes a second producer: Net::AppendTop), and no
+    Split in place (split_layer.cpp)."""
+    layers = active_layers(param, path, phase)
+    readers = {}        # (producing layer, top index) -> how many layers take it
+    for source, layer, _ in _wiring(param, layers, path):
+        for b in source:
+            readers[b] = readers.get(b, 0) + 1
+        for j, weight in enumerate(layer.loss_weight[:len(layer.top)]):
+            if weight:      # a loss output counts as one more reader (insert_splits.cpp)
+                readers[(id(layer), j)] = readers.get((id(layer), j), 0) + 1
+    for source, layer, produced in _wiring(param, layers, path):
+        for j, top in enumerate(layer.top):
+            in_place = j < len(layer.bottom) and top == layer.bottom[j]
+            if in_place and layer.type == "Split":
+                raise UserError(f"{path}: layer '{layer.name}' (Split) cannot compute in place; "
+                                "give its tops names of their own")
+            if top in produced and not (in_place and readers.get(source[j], 0) <= 1):
+                why = (f"in place on '{top}', which other layers take too" if in_place
+                       else f"'{top}', which an earlier layer produces")
+                raise UserError(f"{path}: layer '{layer.name}' ({layer.type}) writes top {why}; "
+                                "give the top a name of its own")
+
+
+def _wiring(param, layers, path):
+    """(the producers of its bottoms, layer, the blob names produced before it) for each layer,
+    a producer being (id of the producing layer, top index); UserError for a bottom no
+    earlier layer produces."""
+    last = {name: ("input", i) for i, name in enumerate(param.input)}
+    for layer in layers:
+        missing = [b for b in layer.bottom if b not in last]
+        if missing:
+            raise UserError(f"{path}: layer '{layer.name}' takes bottom '{missing[0]}', which no "
+                            "earlier layer produces")
+        yield [last[b] for b in layer.bottom], layer, set(last)
+        for j, top in enumerate(layer.top):
+            last[top] = (id(layer), j)
+
+
+def _fields(message):
+    """(field, value) of every field set in a message and the messages inside it."""
+    for field, value in message.ListFields():
+        if field.name == "blobs":       # weights written into the prototxt: not settings
+            continue
+        if field.message_type is None:
+            yield field, value
+            continue
+        for sub in (value if field.is_repeated else [value]):
+            yield from _fields(sub)
+
+
+def _check_settings(layer):
+    """Settings Caffe aborts on, or computes NaN with, whatever the layer type: a cuDNN engine
+    (the project's Caffe is built without cuDNN, README "Deviations"), a number that is not
+    finite (a ReLU's negative_slope: nan made every map NaN)."""
+    for field, value in _fields(layer):
+        values = value if field.is_repeated else [value]
+        if field.name == "engine" and field.enum_type.values_by_name["CUDNN"].number in values:
+            raise _Bad("engine: CUDNN, but this Caffe is built without cuDNN; use engine: CAFFE or leave it out")
+        if field.type in (field.TYPE_FLOAT, field.TYPE_DOUBLE) and not all(map(math.isfinite, values)):
+            raise _Bad(f"{field.name} is {values[0] if len(values) == 1 else values}, not a finite number")
 
 
 def check_shapes(param, path, phase=1, visit=None):
@@ -222,11 +321,10 @@ def check_shapes(param, path, phase=1, visit=None):
     and what to change at the first layer Caffe would abort on. Returns {blob: shape or None}.
     visit(layer, bottom shapes) is called for each layer of `phase` that passed."""
     shapes = {name: tuple(s.dim) for name, s in zip(param.input, param.input_shape)}
-    for layer in param.layer:
-        if not _in_phase(layer, phase):
-            continue
+    for layer in active_layers(param, path, phase):
         bottoms = [shapes.get(b) for b in layer.bottom]
         try:
+            _check_settings(layer)
             tops = _top_shapes(layer, bottoms)
         except _Bad as e:
             raise UserError(f"{path}: layer '{layer.name}' ({layer.type}): {e}") from None

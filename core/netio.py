@@ -17,7 +17,7 @@ from google.protobuf import text_format  # noqa: E402
 
 from .errors import UserError  # noqa: E402
 from .inputs import check_input_file, parse_json, read_input_bytes, read_input_text  # noqa: E402
-from .netcheck import check_shapes, check_solver, check_solverstate, learnable_shapes, solver_type  # noqa: E402
+from .netcheck import check_graph, check_shapes, check_solver, check_solverstate, learnable_shapes, solver_type  # noqa: E402
 
 PHASES = {"train": caffe.TRAIN, "test": caffe.TEST}
 
@@ -36,12 +36,9 @@ def read_prototxt(path, kind=caffe_pb2.NetParameter):
 
 
 def check_net(param, path, phase="test"):
-    """The checks Caffe would otherwise make with a CHECK abort: known layer types, every
-    bottom produced by an earlier layer, blob shapes that fit every layer (core.netcheck)."""
+    """The checks Caffe would otherwise make with a CHECK abort: known layer types, how the
+    layers of `phase` connect, their settings and blob shapes (core.netcheck)."""
     known = set(caffe.layer_type_list())
-    produced = set()
-    if param.input:
-        produced.update(param.input)
     if not param.layer:
         raise UserError(f"{path}: the net has no layers" + (" (old V1 'layers' format is not supported)"
                                                              if param.layers else ""))
@@ -54,10 +51,7 @@ def check_net(param, path, phase="test"):
         names.add(layer.name)
         if layer.type == "Python":
             _check_python_layer(layer, path, phase)
-        for b in layer.bottom:
-            if b not in produced:
-                raise UserError(f"{path}: layer '{layer.name}' takes bottom '{b}', which no earlier layer produces")
-        produced.update(layer.top)
+    check_graph(param, path, PHASES[phase])
     check_shapes(param, path, PHASES[phase])
 
 

@@ -9,15 +9,20 @@ Three guarantees every command builds on:
   new one, never a mix;
 - the output folder is checked before any work (`prepare_out_dir`): a path under a regular
   file, a read-only file system or a folder that already holds something is one line naming the
-  path, not a traceback after an hour of computing.
+  path, not a traceback after an hour of computing;
+- an output folder is written by one command at a time (`lock_out_dir`): a second one into it
+  stops before any work, instead of both mixing their files and reporting success.
 A write error is a UserError naming the path (OSError is turned into one by core.errors.cli).
 """
 import contextlib
+import errno
+import fcntl
 import os
+import re
 import shutil
 import tempfile
 
-from .errors import UserError
+from .errors import UserError, at_command_end
 from .inputs import not_a_regular_file
 from .workers import interrupts_deferred
 
@@ -30,6 +35,10 @@ def _read_umask():
 
 _UMASK = _read_umask()
 STAGING_PREFIX = ".tmp-"
+# What tempfile names in this module: STAGING_PREFIX, 8 random characters, the suffix given.
+_STAGED_NAME = re.compile(re.escape(STAGING_PREFIX) + r"[a-z0-9_]{8}(\.\w+)?")
+LOCK_NAME = ".gwd-lock"
+_locked = {}     # folders this process's command holds: {real path: (folder fd, lock file fd)}
 
 
 def write_failed(path, err):
@@ -202,6 +211,109 @@ def _remove_emptied_folders(out_dir, removed):
             folder = os.path.dirname(folder)
 
 
+def own_entry(name):
+    """True for the names a command keeps in an output folder for itself while it runs (its
+    lock, its staging): not the user's files, nor outputs."""
+    return name == LOCK_NAME or name.startswith(STAGING_PREFIX)
+
+
+def lock_out_dir(out):
+    """Hold the output folder `out` (made if missing) for this command alone until it ends:
+    an exclusive flock on its lock file, which the system lets go of when the process dies,
+    however it dies. Another command holding it is one line naming its process id. Then the
+    staging and temporary files of an earlier command that was killed (SIGKILL, a power cut)
+    are removed: nothing else writes there now. At the end the lock file is removed, and so is
+    the folder when this command made it and left it empty (a failed start leaves nothing)."""
+    out = os.path.expanduser(os.fspath(out))
+    created = _missing_folders(out)
+    _makedirs(out)
+    path = os.path.realpath(out)
+    if path in _locked:
+        return
+    try:
+        folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise write_failed(out, e) from None
+    try:
+        lock = _take_lock(out, folder)
+    except BaseException:
+        os.close(folder)
+        _remove_if_empty(created)
+        raise
+    _locked[path] = folder, lock
+    at_command_end(lambda: _unlock(path, created))
+    _remove_stale_staging(folder)
+
+
+def _take_lock(out, folder):
+    """The fd of the lock file in `folder` (an open fd), flocked, with this process's id in
+    it. The lock is taken on the file the name still leads to: a holder that just ended removed
+    it, and one that came after would lock a new file."""
+    while True:
+        try:
+            fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666, dir_fd=folder)
+        except OSError as e:
+            raise write_failed(os.path.join(out, LOCK_NAME), e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise write_failed(os.path.join(out, LOCK_NAME), e) from None
+            raise UserError(f"{out}: in use by another running command{_holder(folder)}; "
+                            "wait for it to end, or choose another folder") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(LOCK_NAME, dir_fd=folder).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+
+
+def _holder(folder):
+    """' (pid N)' of the command holding the lock, where its file says it."""
+    try:
+        with open(os.open(LOCK_NAME, os.O_RDONLY, dir_fd=folder)) as f:
+            pid = f.read(32).strip()
+    except OSError:
+        pid = ""
+    return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def _remove_stale_staging(folder):
+    for name in os.listdir(folder):
+        if _STAGED_NAME.fullmatch(name):
+            try:
+                os.unlink(name, dir_fd=folder)
+            except IsADirectoryError:
+                shutil.rmtree(name, dir_fd=folder, ignore_errors=True)
+            except OSError:
+                pass
+
+
+def _unlock(path, created):
+    """Remove the lock file (wherever the folder now is; it is still held, so no command took
+    this one meanwhile) and let go of it; remove the folders this command made, if empty."""
+    folder, lock = _locked.pop(path)
+    try:
+        os.unlink(LOCK_NAME, dir_fd=folder)
+    finally:
+        os.close(lock)          # the flock goes with it
+        os.close(folder)
+        _remove_if_empty(created)
+
+
+def _remove_if_empty(folders):
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
+
+
 def prepare_out_dir(out, force=False, may_hold=None, flag="--force"):
     """Check an output folder before the work starts.
 
@@ -210,17 +322,19 @@ def prepare_out_dir(out, force=False, may_hold=None, flag="--force"):
     continue (e.g. a run being resumed). Refuses, with one line naming the path: a path that is
     or lies under a regular file, a non-empty folder without `force`, a folder (or, for a new
     one, the folder it would be created in) where nothing can be written: a read-only file
-    system, missing permissions. A new folder is created by the first write, so a command that
-    fails before it leaves nothing behind. Returns `out` as given (expanded)."""
+    system, missing permissions; a folder another command is writing (lock_out_dir, held from
+    here to the command's end). A new folder made here is removed at the end if the command
+    left it empty, so a command that fails before its first output leaves nothing behind.
+    Returns `out` as given (expanded)."""
     out = _given(out, "folder")
     if os.path.lexists(out) and not os.path.isdir(out):
         raise UserError(f"{out}: output path exists and is not a folder")
-    if os.path.isdir(out):
-        held = [n for n in os.listdir(out) if not n.startswith(STAGING_PREFIX)]
-        if held and not force and not (may_hold and may_hold(held)):
-            raise UserError(f"{out}: output folder exists and is not empty "
-                            f"(use {flag} to write into it, or choose another folder)")
     _check_writable(out, out)
+    lock_out_dir(out)       # first: a folder another command is writing is named as such
+    held = [n for n in os.listdir(out) if not own_entry(n)]
+    if held and not force and not (may_hold and may_hold(held)):
+        raise UserError(f"{out}: output folder exists and is not empty "
+                        f"(use {flag} to write into it, or choose another folder)")
     return out
 
 

@@ -2,8 +2,7 @@
 import contextlib
 import os
 import signal
-
-from .errors import sigint_ignored
+import threading
 
 
 def available_cpus():
@@ -49,31 +48,31 @@ def _exit_with_parent():
 
 @contextlib.contextmanager
 def interrupts_deferred():
-    """Hold Ctrl-C back through a step that must not be cut: worker processes starting (a child
-    interrupted in the middle of being spawned prints a traceback of its own), a set of outputs
-    being swapped in (core.outputs). SIGINT is blocked in this thread (the children
-    inherit the mask while they start) and, should another thread receive it, only noted; a
-    Ctrl-C that came meanwhile raises KeyboardInterrupt right after, also in place of an error
-    it caused (a fork server or child that died of it makes the pool fail with EOFError)."""
+    """Hold Ctrl-C and SIGTERM back through a step that must not be cut: worker processes
+    starting (a child interrupted in the middle of being spawned prints a traceback of its own),
+    a set of outputs being swapped in (core.outputs). Both are only noted meanwhile, and SIGINT
+    is blocked in this thread too (the children inherit the mask while they start; not SIGTERM,
+    with which a pool ends its workers); one that came is raised again right after, to the
+    handler that was there (KeyboardInterrupt, core.errors.Terminated, the training loop's
+    flag), also in place of an error it caused (a fork server or child that died of it makes the
+    pool fail with EOFError). An ignored signal stays ignored."""
     got = []
-    if sigint_ignored():        # nothing to defer
+    if threading.current_thread() is not threading.main_thread():   # nothing to defer
         yield
         return
-    try:
-        old_handler = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
-    except ValueError:          # not the main thread: nothing to defer
-        yield
-        return
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) not in (signal.SIG_IGN, None)]
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in held}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) \
-        if hasattr(signal, "pthread_sigmask") else None
+        if signal.SIGINT in held and hasattr(signal, "pthread_sigmask") else None
     try:
         yield
     finally:
         if old_mask is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        signal.signal(signal.SIGINT, old_handler)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)    # what was blocked arrives: noted
+        for s, handler in old.items():
+            signal.signal(s, handler)
         if got:
-            raise KeyboardInterrupt
+            signal.raise_signal(got[0])
 
 
 def shut_down(pool):

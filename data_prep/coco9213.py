@@ -35,7 +35,7 @@ import numpy as np
 from core.errors import UserError
 from core.imageio import write_png
 from core.inputs import check_input_file, check_input_folder, read_json_file
-from core.outputs import atomic_write_bytes, atomic_write_text, prepare_out_dir
+from core.outputs import atomic_write_bytes, atomic_write_text, lock_out_dir, prepare_out_dir
 from core.progress import progress as progress_bar
 
 from .datasets import INCOMPLETE, being_written, incomplete_mark
@@ -291,6 +291,7 @@ def register(subparsers):
 
 def _cmd_coco9213(args):
     from .datasets import load_dataset
+    lock_out_dir(args.out)      # one writer at a time, from the check of its records to the end
     sel = build_coco9213(args.coco_root, args.annotations, args.out, args.groups, args.images,
                          args.min_fraction)
     print(f"{args.out}: {sel['images']} images in {len(sel['groups'])} groups")

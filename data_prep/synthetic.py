@@ -67,7 +67,7 @@ from core.args import positive_int
 from core.errors import UserError
 from core.imageio import write_png
 from core.inputs import read_json_file
-from core.outputs import atomic_write_text, prepare_out_dir
+from core.outputs import atomic_write_text, lock_out_dir, prepare_out_dir
 from core.progress import progress as progress_bar
 from core.workers import available_cpus, ignore_interrupts, interrupts_deferred, shut_down, worker_count
 
@@ -606,6 +606,7 @@ def _cmd(args):
         raise UserError(f"--workers must be at least 1 (got {args.workers})")
     config = Config(height=h, width=w, group_size=args.group_size, classes=args.classes,
                     seed=args.seed, placement=args.placement)
+    lock_out_dir(args.out)      # one writer at a time, from the manifest's check to the end
     wrote = generate(args.out, config, args.train_groups, args.test_groups, workers=args.workers)
     if wrote:
         print(f"{args.out}: {args.train_groups} train and {args.test_groups} test groups of "

@@ -531,9 +531,41 @@ DEPLOY_EDITS = {   # id: (old, new, words of the message)
     # third pass
     "two Input shapes for one top": ("dim: 128 } }", "dim: 128 } shape { dim: 1 } }", ["'data'", "2 shapes for 1 top"]),
     "a blob over Caffe's size limit": ("dim: 64 dim: 128", "dim: 60000 dim: 60000", ["'data'", "2147483647"]),
-    "LRN of an even size": ('layer { name: "relu1_1"', 'layer { name: "lrn" type: "LRN" bottom: "conv1_1" '
-                            'top: "lrn" lrn_param { local_size: 4 } }\nlayer { name: "relu1_1"',
+    "LRN of an even size": ('layer {\n  name: "conv2_1"', 'layer { name: "lrn" type: "LRN" bottom: "pool1" '
+                            'top: "lrn" lrn_param { local_size: 4 } }\nlayer {\n  name: "conv2_1"',
                             ["'lrn'", "local_size 4 must be odd"]),
+    # sixth pass: Caffe's LayerSetUp and net-building rules, and settings that give NaN maps
+    "kernel_size and kernel_h/w": ("kernel_size: 3 pad: 1", "kernel_size: 3 kernel_h: 3 kernel_w: 3 pad: 1",
+                                   ["conv1_1", "both kernel_size and kernel_h/kernel_w"]),
+    "pad and pad_h/w": ("kernel_size: 3 pad: 1", "kernel_size: 3 pad: 1 pad_h: 1 pad_w: 1", ["conv1_1", "both pad and"]),
+    "stride_h on a 1-value convolution": ("kernel_size: 3 pad: 1", "kernel_size: 3 pad: 1 stride: 1 stride_h: 1",
+                                          ["conv1_1", "both stride and"]),
+    "pooling with pad_h only": ("pool: MAX kernel_size: 2 stride: 2", "pool: MAX kernel_size: 2 stride: 2 pad_h: 1",
+                                ["pool1", "only one of pad_h and pad_w"]),
+    "global pooling with a kernel": ("pool: MAX kernel_size: 2 stride: 2", "pool: MAX kernel_size: 2 global_pooling: true",
+                                     ["pool1", "global_pooling takes no kernel_size"]),
+    "padded stochastic pooling": ("pool: MAX kernel_size: 2 stride: 2", "pool: STOCHASTIC kernel_size: 2 stride: 2 pad: 1",
+                                  ["pool1", "pad works with pool MAX or AVE"]),
+    "cuDNN engine": ("kernel_size: 3 pad: 1", "kernel_size: 3 pad: 1 engine: CUDNN", ["conv1_1", "without cuDNN"]),
+    "a layer of the TRAIN phase only": ('bottom: "conv1_1" top: "conv1_2"',
+                                        'bottom: "conv1_1" top: "conv1_2" include { phase: TRAIN }',
+                                        ["relu1_2", "'conv1_2'", "no earlier layer produces"]),
+    "include and exclude rules": ('bottom: "conv1_1" top: "conv1_2"',
+                                  'bottom: "conv1_1" top: "conv1_2" include { phase: TEST } exclude { phase: TRAIN }',
+                                  ["conv1_2", "both include and exclude"]),
+    "a top produced twice": ('name: "relu1_1" type: "ReLU" bottom: "conv1_1" top: "conv1_1"',
+                             'name: "relu1_1" type: "ReLU" bottom: "conv1_1" top: "conv1_2"',
+                             ["'conv1_2'", "an earlier layer produces"]),
+    "in place on a shared blob": ('layer { name: "relu1_1"', 'layer { name: "bn" type: "BatchNorm" bottom: "conv1_1" '
+                                  'top: "bn" }\nlayer { name: "relu1_1"', ["relu1_1", "other layers take too"]),
+    "Split in place": ('layer { name: "relu1_1"', 'layer { name: "sp" type: "Split" bottom: "conv1_1" top: "conv1_1" }\n'
+                       'layer { name: "relu1_1"', ["'sp'", "Split", "in place"]),
+    "Softmax axis out of range": ('layer {\n  name: "conv2_1"', 'layer { name: "sm" type: "Softmax" bottom: "pool1" '
+                                  'top: "sm" softmax_param { axis: 7 } }\nlayer {\n  name: "conv2_1"',
+                                  ["'sm'", "axis 7"]),
+    "ReLU slope NaN": ('name: "relu1_1" type: "ReLU" bottom: "conv1_1" top: "conv1_1"',
+                       'name: "relu1_1" type: "ReLU" bottom: "conv1_1" top: "conv1_1" relu_param { negative_slope: nan }',
+                       ["relu1_1", "negative_slope is nan", "finite"]),
 }
 
 
@@ -1585,14 +1617,14 @@ def test_ctrl_c_while_the_outputs_are_swapped_in_keeps_one_whole_set(tmp_path, a
     assert not [p for p in os.listdir(out) if p.startswith(".tmp-")]
 
 
-def run_interrupted_at_rename(at, *argv):
-    """python -m argv, Ctrl-C coming at its at-th file rename (every file is written by one)."""
+def run_interrupted_at_rename(at, *argv, sig=signal.SIGINT):
+    """python -m argv, Ctrl-C (or `sig`) coming at its at-th file rename (every file is written by one)."""
     code = ("import os, runpy, signal, sys\n"
             "real, calls = os.replace, []\n"
             "def replace(src, dst, **k):\n"
             "    calls.append(dst)\n"
             f"    if len(calls) == {at}:\n"
-            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            f"        os.kill(os.getpid(), {int(sig)})\n"
             "    return real(src, dst, **k)\n"
             "os.replace = replace\n"
             "sys.argv = sys.argv[1:]\n"
@@ -1641,6 +1673,72 @@ def test_a_dataset_whose_preparation_was_interrupted_is_refused_until_it_is_run_
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     r = run("data_prep", "summary", "--dataset", dataset, "--root", root)
     assert r.returncode == 0 and ("6 images" if command == "coco9213" else "15 images") in r.stdout, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict", "eval", "cbcs", "cshs", "synthetic", "coco9213"])
+def test_sigterm_to_a_command_writing_outputs_is_one_line_and_143_and_leaves_no_staging(data, tmp_path, command):
+    """SIGTERM (kill, timeout, docker stop) killed predict silently, its staging folder with
+    the maps written so far left in --out for good: it ends the command as Ctrl-C does."""
+    out = tmp_path / "out"
+    argv = {**commands(data, out),
+            "cshs": ["baselines.cshs", "--dataset", "icoseg", "--root", data["root"], "--out", out, "--workers", 1],
+            "synthetic": _synthetic(tmp_path)[0], "coco9213": _coco9213(tmp_path)[0]}[command]
+    out = pathlib.Path(argv[argv.index("--out") + 1])
+    r = run_interrupted_at_rename(2, *argv, sig=signal.SIGTERM)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert (r.returncode, r.stderr.strip().splitlines()[-1]) == (128 + signal.SIGTERM, "terminated"), r.stderr
+    assert not [p for p in out.rglob(".tmp-*")] if out.exists() else True
+
+
+def holding(folder):
+    """A process holding `folder` as a command writing there does (core.outputs.lock_out_dir)."""
+    code = ("import sys, time\nfrom core.outputs import lock_out_dir\n"
+            "lock_out_dir(sys.argv[1])\nprint('held', flush=True)\ntime.sleep(600)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=ROOT, env=ENV, text=True,
+                         stdout=subprocess.PIPE)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict", "eval", "cbcs", "train --resume", "train", "synthetic"])
+def test_a_folder_another_command_is_writing_is_refused_before_any_work(data, tmp_path, command):
+    """Two trainings into one run folder (`make train RESUME=1` twice), or two predicts into
+    one new --out, both ran and reported success, their files mixed. The second stops, naming
+    the first; once that one is gone (even killed, its lock file left), the folder is usable and
+    holds no lock file after."""
+    out = tmp_path / "out"
+    argv = {**commands(data, out), "synthetic": _synthetic(tmp_path)[0]}[command.split()[0]]
+    if command == "train --resume":
+        shutil.copytree(data["run"], out)
+        argv = argv[:-1] + [3, "--resume"]
+    out = pathlib.Path(argv[argv.index("--out") + 1])
+    before = files_of(out) if out.exists() else {}
+    holder = holding(out)
+    try:
+        r = run(*argv)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert_fails_cleanly(r, out, f"in use by another running command (pid {holder.pid})")
+    assert {n: b for n, b in files_of(out).items() if n != ".gwd-lock"} == before
+    r = run(*argv)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert not list(out.rglob(".gwd-lock"))
+
+
+@pytest.mark.slow
+def test_staging_left_by_a_killed_predict_is_removed_by_the_next_run(data, tmp_path):
+    """SIGKILL (or a power cut) leaves predict's staging folder, partial maps inside, in --out:
+    the next command writing there removes it; the folder counts as empty meanwhile."""
+    out = tmp_path / "out"
+    (out / ".tmp-k1ll3d_0" / "new" / "g 0").mkdir(parents=True)
+    (out / ".tmp-k1ll3d_0" / "new" / "g 0" / "1.png").write_bytes(b"partial")
+    (out / ".tmp-abcd1234.png").write_bytes(b"partial")
+    r = run(*commands(data, out)["predict"])
+    assert r.returncode == 0, r.stderr
+    assert not list(out.glob(".tmp-*")) and not list(out.glob(".gwd-lock"))
 
 
 # ---------------------------------------------------------------- 7. settings that make no sense
@@ -1854,6 +1952,7 @@ def test_an_atomic_write_to_a_symlink_replaces_its_target(tmp_path, link):
 
 
 def test_prepare_out_dir(tmp_path):
+    from core.errors import cli
     from core.outputs import prepare_out_dir
     (tmp_path / "f").write_text("x")
     with pytest.raises(UserError, match="is a file"):
@@ -1865,9 +1964,14 @@ def test_prepare_out_dir(tmp_path):
     with pytest.raises(UserError, match="not empty.*--force"):
         prepare_out_dir(tmp_path / "full")
     assert prepare_out_dir(tmp_path / "full", force=True)
-    assert prepare_out_dir(tmp_path / "full", may_hold=lambda names: names == ["x"])
-    prepare_out_dir(tmp_path / "new" / "deeper")
-    assert not (tmp_path / "new").exists()      # created by the first write, not before
+    assert prepare_out_dir(tmp_path / "full", may_hold=lambda names: names == ["x"])   # its lock file not counted
+
+    @cli
+    def command():
+        prepare_out_dir(tmp_path / "new" / "deeper")
+        assert os.listdir(tmp_path / "new" / "deeper") == [".gwd-lock"]     # held while the command runs
+    command()
+    assert not (tmp_path / "new").exists()      # made for its lock, removed at the end: left empty
 
 
 def test_shape_checks_match_caffe_on_every_prototxt():
