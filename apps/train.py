@@ -41,7 +41,8 @@ from core.errors import UserError, cli, sigint_ignored
 from core.inputs import check_input_file, check_input_folder, read_input_text, read_json_file
 from core.layout import MODELS, SCORE_LAYER, model_files
 from core.netio import (caffe, caffe_path, caffe_pb2, check_net, check_weights_file, check_weights_path, load_net,
-                        read_prototxt, read_solver, read_solverstate, read_weights, restore)
+                        read_prototxt, read_solver, read_solverstate, read_weights, restore,
+                        solverstate_iteration)
 from core import netgen
 from core.netcheck import TWO_HISTORIES, check_solver, solver_type
 from core.outputs import (STAGING_PREFIX, atomic_path, atomic_write_bytes, atomic_write_text,
@@ -124,6 +125,11 @@ class RunFolder:
             raise UserError(f"{self.latest_path}: 'iter' is {json.dumps(it)}, not an iteration number")
         for key in ("solverstate", "caffemodel"):
             self._snapshot_file(latest[key])
+        # before anything compares --iters with it: the logs would be cut at the wrong row
+        state = os.path.join(self.out, latest["solverstate"])
+        taken = solverstate_iteration(state)
+        if taken != it:
+            raise UserError(f"{self.latest_path}: says iteration {it}, but {state} was taken at iteration {taken}")
         return latest
 
     def _snapshot_file(self, name):
@@ -479,11 +485,8 @@ def start_weights(solver, solver_param, args, run, latest, scratch):
     """Restore the snapshot being resumed (from the run folder's own caffemodel) or initialise."""
     if latest:
         state = os.path.join(run.out, latest["solverstate"])
-        it = restore(solver, solver_param, state, os.path.join(run.out, latest["caffemodel"]), scratch)
-        if it != latest["iter"]:    # the logs would be cut at the wrong row, the count be wrong
-            raise UserError(f"{run.latest_path}: says iteration {latest['iter']}, but {state} "
-                            f"was taken at iteration {it}")
-        run.truncate_logs(latest["iter"])
+        restore(solver, solver_param, state, os.path.join(run.out, latest["caffemodel"]), scratch)
+        run.truncate_logs(latest["iter"])     # RunFolder.latest: the state's own iteration
         return f"resumed from iteration {latest['iter']} ({latest['solverstate']})"
     run.truncate_logs(0)     # rows of an earlier start that failed before its first snapshot
     return "initialised: " + init_weights(solver.net, args)

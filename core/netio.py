@@ -101,6 +101,26 @@ def read_solverstate(path):
     return state
 
 
+def solverstate_iteration(path):
+    """The iteration a .solverstate was taken at, from its first bytes: protobuf writes fields in
+    number order and `iter` is field 1 (tag 0x08, a varint), so the history need not be parsed.
+    A file that does not start so is parsed whole (read_solverstate and its errors)."""
+    path = check_input_file(os.fspath(path), "solver state")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(11)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the solver state ({e.strerror or e})") from None
+    if head[:1] == b"\x08":
+        value, shift = 0, 0
+        for byte in head[1:]:
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+    return read_solverstate(path).iter
+
+
 def restore(solver, solver_param, state_path, weights_path, scratch_dir):
     """solver.restore() from a solverstate and the caffemodel beside it, checked first.
 
