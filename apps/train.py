@@ -148,15 +148,14 @@ class RunFolder:
         before runs kept one."""
         if not os.path.exists(self.record_path):
             return None
-        text = read_input_text(self.record_path, "run record")
+        record = read_json_file(self.record_path, "run record")
         try:
-            record = json.loads(text)
             if not isinstance(record, dict):
                 raise TypeError("not a JSON object")
             record = {k: record[k] for k in RECORDED}
             if not all(isinstance(record[k], t) and not isinstance(record[k], bool) for k, t in RECORDED.items()):
                 raise TypeError("a value of the wrong type")
-        except (ValueError, RecursionError, KeyError, TypeError) as e:
+        except (KeyError, TypeError) as e:
             reason = f"no {e}" if isinstance(e, KeyError) else e
             raise UserError(f"{self.record_path}: not a run record of apps.train ({reason})") from None
         return record

@@ -822,6 +822,14 @@ def _json_latest(data, tmp_path, text):
         run_dir / "latest.json", True
 
 
+def _json_run_record(data, tmp_path, text):
+    run_dir = tmp_path / "run"
+    shutil.copytree(data["run"], run_dir)
+    (run_dir / "run.json").write_text(text)
+    return ["apps.train", *train_args(data["groups"], data["root"], run_dir), "--iters", 4, "--resume"], \
+        run_dir / "run.json", True
+
+
 def _json_results(data, tmp_path, text):
     (tmp_path / "results.json").write_text(text)
     return ["eval", "table", "--results", tmp_path / "results.json", "--out", tmp_path / "t"], \
@@ -866,7 +874,8 @@ def _json_param_str(data, tmp_path, text):
 
 
 JSON_READERS = {   # id: setup(data, tmp_path, text) -> (argv, what the message names, whether it says why)
-    "group list line": _json_train_list, "latest.json": _json_latest, "results.json": _json_results,
+    "group list line": _json_train_list, "latest.json": _json_latest, "run.json": _json_run_record,
+    "results.json": _json_results,
     "cbcs_run.json": _json_cbcs_run, ".incomplete.json": _json_incomplete_mark,
     "synthetic manifest.json": _json_manifest, "COCO annotations": _json_coco_annotations,
     "data layer param_str": _json_param_str,
